@@ -1,0 +1,223 @@
+"""`repro` command line: list, train, reproduce, eval, sample, table, ui, data, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from repro.config import ConfigError
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="cpu", help="smoke (seconds) | cpu (about an hour) | paper (GPU)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.latent_size=32 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--runs-dir", default="runs", help="where checkpoints go (default: runs/)")
+    p.add_argument("--records-dir", default="results/records", help="where run records go")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def cmd_list(args) -> int:
+    from repro.data import LOADERS
+    from repro.registry import load_papers
+    for name, paper in sorted(load_papers().items()):
+        print(f"{name}: {paper.title}")
+        for vname, var in paper.variants.items():
+            mark = "" if var.runnable else f"  [not run: {var.not_run_reason}]"
+            print(f"  {vname:32s} presets: {', '.join(var.presets)}{mark}")
+            print(f"  {'':32s} {var.description}")
+    print("datasets:", ", ".join(sorted(LOADERS)))
+    return 0
+
+
+def _config(paper: str, variant: str, preset: str, seed: int, overrides: list[str]):
+    from repro.config import apply_overrides
+    from repro.registry import resolve
+    _, cfg = resolve(paper, variant, preset)
+    cfg.seed = seed
+    return apply_overrides(cfg, overrides)
+
+
+def _train_one(args, variant: str, seed: int):
+    from repro.train import train
+    cfg = _config(args.paper, variant, args.preset, seed, args.overrides)
+    result = train(cfg, runs_root=Path(args.runs_dir), records_root=Path(args.records_dir),
+                   resume=args.resume, track=not args.no_mlflow, progress=not args.quiet)
+    metrics = {k: round(v, 3) for k, v in result.record["metrics"].items()}
+    print(f"{args.paper}/{variant} seed {seed}: {json.dumps(metrics)}")
+    print(f"record: {result.record_path}  checkpoints: {result.run_dir}")
+    return result
+
+
+def cmd_train(args) -> int:
+    _train_one(args, args.variant, args.seed)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from repro import tables
+    from repro.registry import get_paper
+    paper = get_paper(args.paper)
+    variants = args.variants or [v for v, var in paper.variants.items() if var.runnable]
+    for variant in variants:
+        for seed in args.seeds:
+            _train_one(args, variant, seed)
+    for path in tables.write_all(Path(args.records_dir), Path(args.records_dir).parent):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from repro.config import RunConfig, apply_overrides
+    from repro.data import load_corpus
+    from repro.evaluate import evaluate_corpus
+    from repro.registry import get_paper
+    from repro.train import pick_device
+    run_dir = Path(args.run_dir)
+    raw = json.loads((run_dir / "config.json").read_text())
+    variant = get_paper(raw["paper"]).variant(raw["variant"])
+    cfg = apply_overrides(RunConfig.from_dict(raw, variant.model_config), args.overrides)
+    device = pick_device(cfg.train.device)
+    corpus = load_corpus(cfg.data)
+    model = variant.build(cfg, corpus).to(device)
+    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
+    result = evaluate_corpus(model, corpus, cfg.eval, device=device, seed=cfg.seed,
+                             batch_size=cfg.data.eval_batch_size, progress=not args.quiet)
+    print(json.dumps({"metrics": result.prefixed(cfg.eval.split), "eval": result.options}, indent=2))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from repro.generate import print_samples
+    print_samples(Path(args.run_dir), num=args.num, seed=args.seed)
+    return 0
+
+
+def cmd_table(args) -> int:
+    from repro import tables
+    records, results = Path(args.records_dir), Path(args.records_dir).parent
+    if args.check:
+        problems = tables.check(records, results)
+        for problem in problems:
+            print(f"table check failed: {problem}; run `repro table` to regenerate", file=sys.stderr)
+        if not problems:
+            print("tables match their records")
+        return 1 if problems else 0
+    for path in tables.write_all(records, results):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from repro.tracking import tracking_uri
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving the MLflow UI on {args.host} exposes it beyond this machine",
+              file=sys.stderr)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
+           "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port} (store: {tracking_uri()})")
+    return subprocess.call(cmd)
+
+
+def cmd_data(args) -> int:
+    from repro.data import sources
+    if args.action == "fetch":
+        for name, path in sources.fetch(args.name).items():
+            print(f"{name}: {path}")
+    elif args.action == "verify":
+        results = sources.verify(args.name)
+        for file, path, ok, message in results:
+            print(f"{'ok ' if ok else 'BAD'} {file}: {path or '-'} {message}")
+        return 0 if all(r[2] for r in results) else 1
+    else:
+        print(sources.info(args.name))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from repro.demo import run_demo
+    run_demo(track=not args.no_mlflow, progress=not args.quiet, quick=args.quick)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="repro", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="papers, variants, presets and datasets").set_defaults(fn=cmd_list)
+
+    p = sub.add_parser("train", help="train and evaluate one variant of a paper")
+    p.add_argument("paper")
+    p.add_argument("variant")
+    p.add_argument("--seed", type=int, default=0)
+    _add_run_options(p)
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("reproduce", help="every runnable row of a paper's table, then the table")
+    p.add_argument("paper")
+    p.add_argument("--variants", nargs="*", help="only these variants")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0])
+    _add_run_options(p)
+    p.set_defaults(fn=cmd_reproduce)
+
+    p = sub.add_parser("eval", help="re-evaluate a run's best checkpoint, e.g. with more samples")
+    p.add_argument("run_dir", help="a run folder, e.g. runs/bowman2016/vae-anneal-worddrop/cpu/seed0")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="e.g. --set eval.iw_samples=1000 --set eval.mi_pool=batch")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("sample", help="print samples, reconstructions and homotopies of a run")
+    p.add_argument("run_dir")
+    p.add_argument("--num", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_sample)
+
+    p = sub.add_parser("table", help="render results/<paper>.md from the run records")
+    p.add_argument("--check", action="store_true", help="exit 1 if a committed table is stale")
+    p.add_argument("--records-dir", default="results/records")
+    p.set_defaults(fn=cmd_table)
+
+    p = sub.add_parser("ui", help="serve the MLflow UI (loopback only unless --host says otherwise)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(fn=cmd_ui)
+
+    p = sub.add_parser("data", help="fetch, verify or describe a dataset")
+    p.add_argument("action", choices=("fetch", "verify", "info"))
+    p.add_argument("name")
+    p.set_defaults(fn=cmd_data)
+
+    p = sub.add_parser("demo", help="posterior collapse and two remedies on the synthetic corpus")
+    p.add_argument("--no-mlflow", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quick", action="store_true", help="a seconds-long version (used by the tests)")
+    p.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a known failure gets its message, not a traceback
+        from repro.data.sources import DataError
+        from repro.train import TrainingDiverged
+        if isinstance(err, (DataError, TrainingDiverged)):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

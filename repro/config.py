@@ -1,0 +1,268 @@
+"""Typed run configuration: dataclasses, `--set a.b=v` overrides, validation, JSON round-trip.
+
+A run is described by one `RunConfig`. Its `model` field holds the paper's own typed model
+config (a dataclass subclassing `ModelConfig`), so every paper keeps its hyper-parameters in
+one place while the trainer and the evaluation read the shared sections (data, optim, train,
+eval). Numeric fields may declare a valid range in their metadata (`bounded(...)`); `validate`
+checks every section, so a negative rate or a zero latent size is refused before training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value or key is invalid; the message says which and what is allowed."""
+
+
+def bounded(default: Any, lo: float | None = None, hi: float | None = None, choices=None):
+    """A dataclass field with a checked range (inclusive) or a fixed set of choices."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices})
+
+
+@dataclass
+class SyntheticConfig:
+    """The generated corpus (He et al. 2019's construction); see `repro.data.synthetic`."""
+
+    num_train: int = bounded(10_000, lo=1)
+    num_valid: int = bounded(1_000, lo=1)
+    num_test: int = bounded(1_000, lo=1)
+    vocab_size: int = bounded(1_000, lo=2)
+    length: int = bounded(10, lo=2)
+    latent_logit_scale: float = bounded(5.0, lo=0.0)  # larger: tokens depend more on z
+    seed: int = 19950927
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "ptb"
+    max_vocab: int = bounded(10_000, lo=5)          # words kept from train, specials added on top
+    max_length: int | None = bounded(None, lo=1)     # longer sentences are truncated (tokens, no markers)
+    batch_size: int = bounded(32, lo=1)
+    eval_batch_size: int = bounded(64, lo=1)
+    train_fraction: float = bounded(1.0, lo=0.0, hi=1.0)  # < 1 is a reduced-scale run, recorded
+    substitute_for: str | None = None                # the paper's dataset when `dataset` stands in
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class OptimConfig:
+    name: str = bounded("adam", choices=("adam", "sgd"))
+    lr: float = bounded(1e-3, lo=0.0)
+    momentum: float = bounded(0.0, lo=0.0, hi=1.0)
+    weight_decay: float = bounded(0.0, lo=0.0)
+    grad_clip: float | None = bounded(5.0, lo=0.0)
+    # He et al.'s recipe: multiply the rate by `plateau_decay` when validation stalls for
+    # `plateau_patience` epochs; 1.0 disables it.
+    plateau_decay: float = bounded(1.0, lo=0.0, hi=1.0)
+    plateau_patience: int = bounded(2, lo=0)
+    min_lr: float = bounded(0.0, lo=0.0)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = bounded(10, lo=1)
+    max_steps: int | None = bounded(None, lo=1)      # stop early at this many updates in total
+    early_stop_patience: int | None = bounded(None, lo=1)  # epochs without validation improvement
+    bf16: bool = False                               # autocast matmuls to bf16 (losses stay fp32)
+    device: str = "auto"                             # auto | cpu | cuda
+    threads: int | None = bounded(None, lo=1)
+
+
+@dataclass
+class EvalConfig:
+    split: str = bounded("test", choices=("train", "valid", "test"))
+    iw_samples: int = bounded(500, lo=1)             # K of the importance-weighted bound
+    iw_chunk: int = bounded(100, lo=1)               # samples drawn at once per sentence batch
+    mi_pool: str = bounded("dataset", choices=("dataset", "batch"))
+    au_threshold: float = bounded(0.01, lo=0.0)
+    max_examples: int | None = bounded(None, lo=1)   # evaluate a prefix only (reduced runs)
+    bf16: bool = False
+
+
+@dataclass
+class KLScheduleConfig:
+    """The KL weight as a function of the update step (see `repro.schedules.kl_weight`)."""
+
+    kind: str = bounded("constant", choices=("constant", "linear", "logistic", "cyclical"))
+    max_weight: float = bounded(1.0, lo=0.0)
+    warmup_steps: int = bounded(0, lo=0)             # linear: steps from 0 to max_weight
+    logistic_k: float = bounded(0.0025, lo=0.0)      # logistic: slope
+    logistic_x0: int = bounded(2500, lo=0)           # logistic: step where the weight is max/2
+    cycle_steps: int = bounded(10_000, lo=1)         # cyclical (Fu et al. 2019): one period
+    cycle_ramp: float = bounded(0.5, lo=0.0, hi=1.0)  # fraction of a period spent rising
+
+
+@dataclass
+class FreeBitsConfig:
+    """The free-bits rule by name (METRICS.md §7); the variants are not interchangeable."""
+
+    variant: str = bounded("none", choices=(
+        "none", "kingma_group_batchmean", "li_example_total", "li_example_dim", "li_batchmean"))
+    lam: float = bounded(0.0, lo=0.0)                # nats per group / per example / per dim target
+    group_size: int = bounded(1, lo=1)               # kingma: latent dims per group
+
+
+@dataclass
+class ModelConfig:
+    """Base of every paper's model config; subclasses add their typed fields."""
+
+
+@dataclass
+class RunConfig:
+    paper: str
+    variant: str
+    model: ModelConfig
+    preset: str = "custom"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict, model_cls: type[ModelConfig]) -> "RunConfig":
+        raw = dict(raw)
+        model = _build(model_cls, raw.pop("model", {}), "model")
+        return _build(cls, {**raw, "model": model}, "", prebuilt={"model"})
+
+
+def _resolved_hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls, raw: dict, where: str, prebuilt: set[str] = frozenset()):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {sorted(unknown)} in '{where or 'run'}'; valid: {sorted(names)}")
+    hints = _resolved_hints(cls)
+    kwargs = {}
+    for name, value in raw.items():
+        if name in prebuilt:
+            kwargs[name] = value
+        else:
+            kwargs[name] = _coerce(hints[name], value, f"{where}.{name}".lstrip("."))
+    return cls(**kwargs)
+
+
+def _coerce(hint, value, where: str):
+    if dataclasses.is_dataclass(hint):
+        if dataclasses.is_dataclass(value):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{where}' is a section; give a mapping, not {value!r}")
+        return _build(hint, value, where)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            return _coerce(arg, value, where)
+    if origin in (tuple, list):
+        return tuple(value) if origin is tuple else list(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"'{where}' must be true or false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"'{where}' must be a number, got {value!r}")
+        if hint is int and float(value) != int(value):
+            raise ConfigError(f"'{where}' must be a whole number, got {value!r}")
+        return hint(value)
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"'{where}' must be a string, got {value!r}")
+    return value
+
+
+def _parse_scalar(text: str):
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(cfg: RunConfig, assignments: list[str]) -> RunConfig:
+    """Apply `section.key=value` strings (e.g. `model.latent_size=32`) and validate the result.
+
+    Values are parsed as JSON where possible (`3`, `0.5`, `true`, `null`, `[1,2]`), else taken
+    as strings. An unknown key raises `ConfigError` naming the valid ones.
+    """
+    model_cls = type(cfg.model)
+    raw = cfg.to_dict()
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ConfigError(f"override {assignment!r} must look like section.key=value")
+        path, text = assignment.split("=", 1)
+        keys = path.strip().split(".")
+        node, node_cls = raw, RunConfig
+        for depth, key in enumerate(keys):
+            hints = _resolved_hints(node_cls)
+            if key not in hints:
+                valid = sorted(f.name for f in dataclasses.fields(node_cls))
+                prefix = ".".join(keys[:depth]) or "run"
+                raise ConfigError(f"unknown config key '{key}' in '{prefix}'; valid: {valid}")
+            if depth == len(keys) - 1:
+                node[key] = _parse_scalar(text)
+            else:
+                node_cls = model_cls if (node_cls is RunConfig and key == "model") else hints[key]
+                if not dataclasses.is_dataclass(node_cls):
+                    raise ConfigError(f"'{'.'.join(keys[:depth + 1])}' is a value, not a section")
+                node = node[key]
+    new = RunConfig.from_dict(raw, model_cls)
+    validate(new)
+    return new
+
+
+def validate(obj, where: str = "") -> None:
+    """Check every bounded field of a (nested) config dataclass; raise `ConfigError` if out of range."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{where}.{f.name}".lstrip(".")
+        if dataclasses.is_dataclass(value):
+            validate(value, path)
+            continue
+        meta = f.metadata
+        if value is None or not meta:
+            continue
+        if meta.get("choices") is not None and value not in meta["choices"]:
+            raise ConfigError(f"'{path}' is {value!r}; choose one of {list(meta['choices'])}")
+        if meta.get("lo") is not None and value < meta["lo"]:
+            raise ConfigError(f"'{path}' is {value!r}; it must be at least {meta['lo']}")
+        if meta.get("hi") is not None and value > meta["hi"]:
+            raise ConfigError(f"'{path}' is {value!r}; it must be at most {meta['hi']}")
+
+
+def flatten(cfg: RunConfig) -> dict[str, Any]:
+    """`{'model.latent_size': 13, ...}`: the form MLflow params and table columns use."""
+    out: dict[str, Any] = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, name + ".")
+            else:
+                out[name] = value
+
+    walk(cfg.to_dict(), "")
+    return out

@@ -1,0 +1,434 @@
+"""One evaluation entry point for every model: IW-NLL, ELBO, PPL, KL, MI and AU.
+
+Definitions (METRICS.md; N evaluation examples x, T(x) target tokens counting `<eos>`):
+
+* `nll` (§1) -- importance-weighted NLL in nats per example: -mean_x [logsumexp_k w_k - log K],
+  w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q(z|x) i.i.d. (the IWAE bound; it
+  tightens as K grows). For a model without a latent (`has_latent = False`) it is the exact
+  -log p(x).
+* `elbo`, `rec` (§2) -- the negative ELBO per example, reported as a positive "NLL <=" number:
+  `rec` = mean -log p(x|z) at ONE z ~ q(z|x) per example, `elbo` = `rec` + `kl`.
+* `ppl`, `elbo_ppl` (§3) -- exp(sum_x NLL(x) / sum_x T(x)) with the IW-NLL (IW-PPL) or the
+  negative ELBO (ELBO-PPL, an upper bound); only for batches that report `num_targets`.
+* `kl` (§4) -- KL(q(z|x) || p(z)) at weight 1, mean per example: analytic for Gaussian pairs,
+  else Monte Carlo with `mc_samples` draws (recorded). Never the free-bits-clamped value.
+* `mi` (§5) -- I_q(x; z) = mean_i E_q log q(z|x_i) - mean_i log q_agg(z_i), one z_i ~ q(z|x_i)
+  per example, q_agg = the mean of the M posteriors in the pool (x_i included). The pool is the
+  whole evaluation set (`mi_pool="dataset"`, Li et al. 2019) or each minibatch, averaged over
+  batches weighted by batch size (`mi_pool="batch"`, He et al. 2019). Because
+  log q_agg(z_i) >= log q(z_i|x_i) - log M, the estimate is at most about log M (3.47 nats for
+  batches of 32, 9.21 for 10k examples): compare MI only at equal M (`mi_pool_size` is
+  recorded). Small negative values near collapse are estimator noise and are kept.
+  E_q log q(z|x) is analytic for Gaussians, else a Monte Carlo mean over `mc_samples` draws;
+  for non-Gaussian posteriors the pool density uses the posterior's own `log_prob`.
+* `au` (§6) -- active units: the number of latent dimensions u whose unbiased variance across
+  examples of E_q[z_u] is >= `au_threshold` (0.01, Burda et al. 2016). E_q[z] is `mu` for a
+  Gaussian, a Monte Carlo mean over `mc_samples` draws otherwise.
+
+Per-step latents (event shape (T, d)): log densities sum over the event, as everywhere. AU
+counts the d units of the last axis, pooling examples and time steps (the interface carries no
+mask, so positions past a sentence's end are included if the posterior has them). The dataset
+pool needs one event shape for all examples, so per-step latents of varying length take
+`mi_pool="batch"`; the dataset pool raises NotImplementedError for them.
+
+Randomness. For a `DiagonalGaussian` posterior the standard-normal noise of example i of the
+stream (its position in iteration order) comes from its own CPU generator seeded by (seed, i):
+the numbers do not depend on how the stream is cut into batches, on `iw_chunk`, or on the
+device. Other posteriors draw through `rsample(n, generator)` with one generator per batch,
+seeded by (seed, position of its first example): reproducible and independent of `iw_chunk`
+(all K draws of a batch are taken before the decoder sees them in chunks), but not of the batch
+cut. The global RNG is forked and seeded with `seed` for the duration, so the model's own Monte
+Carlo (MC KL, flow means) is reproducible and the caller's random stream is left untouched.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from tqdm import tqdm
+
+from repro.config import EvalConfig
+from repro.nn.distributions import DiagonalGaussian, has_analytic_kl
+
+METRIC_NAMES = ("nll", "elbo", "kl", "mi", "au")
+MI_POOLS = ("dataset", "batch")
+# Largest (rows, pool, *event) block scored at once by the MI pool scan (elements): 64 MiB in fp32.
+PAIR_BLOCK_ELEMENTS = 1 << 24
+# Gaussian pool members scored per block (the rows per block follow from the budget above).
+POOL_BLOCK = 1024
+
+
+@dataclass
+class EvalResult:
+    """Metric values (`nll`, `ppl`, `elbo`, `elbo_ppl`, `rec`, `kl`, `mi`, `au`, `num_examples`,
+    `num_targets`, as computed), the estimator options that produced them, and per-example
+    tensors (`nll`, `elbo`, `rec`, `kl`; `(N,)`, on the CPU, in stream order)."""
+
+    metrics: dict[str, float]
+    options: dict[str, Any]
+    per_example: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def prefixed(self, prefix: str) -> dict[str, float]:
+        """`{"test/nll": ...}` for `prefix="test"`: the names records and MLflow use."""
+        return {f"{prefix}/{name}": value for name, value in self.metrics.items()}
+
+
+def evaluate(model, batches: Iterable, metrics: Iterable[str] | None = None, *,
+             iw_samples: int = 500, iw_chunk: int = 100, mi_pool: str = "dataset",
+             au_threshold: float = 0.01, mc_samples: int = 100, seed: int = 0,
+             bf16: bool = False, device=None, progress: bool = False) -> EvalResult:
+    """Evaluate `model` on `batches` (any iterable of batches -- a list or a generator; it is
+    consumed once, in one pass).
+
+    `metrics` is a subset of `METRIC_NAMES`; by default all of them for a latent-variable model
+    and `("nll",)` (exact) for a language model. `device` moves the model and batches there
+    (default: where the model's parameters are). `bf16` autocasts the model's forward passes;
+    log-sum-exps and accumulations stay in fp32 or wider. The model is put in eval mode and its
+    previous mode restored.
+    """
+    wanted = _resolve_metrics(model, metrics)
+    if mi_pool not in MI_POOLS:
+        raise ValueError(f"mi_pool={mi_pool!r}; choose one of {list(MI_POOLS)}")
+    if min(iw_samples, iw_chunk, mc_samples) < 1:
+        raise ValueError("iw_samples, iw_chunk and mc_samples must be at least 1")
+    if device is not None:
+        model.to(device)
+    device = torch.device(device) if device is not None else _model_device(model)
+    run = _Evaluation(model, wanted, device, iw_samples=iw_samples, iw_chunk=iw_chunk,
+                      mi_pool=mi_pool, mc_samples=mc_samples, seed=seed, bf16=bf16)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), _seeded_global_rng(seed, device):
+            for batch in tqdm(batches, desc="eval", disable=not progress):
+                run.add(batch.to(device))
+            metrics_out, per_example, mi_pool_size = run.finish(au_threshold)
+    finally:
+        model.train(was_training)
+    options = {"metrics": list(wanted), "iw_samples": iw_samples, "iw_chunk": iw_chunk,
+               "mi_pool": mi_pool, "mi_pool_size": mi_pool_size, "au_threshold": au_threshold,
+               "mc_samples": mc_samples, "seed": seed, "bf16": bf16,
+               "nll_estimator": "iw" if model.has_latent else "exact",
+               "kl_estimator": run.kl_estimator}
+    return EvalResult(metrics_out, options, per_example)
+
+
+def evaluate_corpus(model, corpus, cfg: EvalConfig, device, seed: int, batch_size: int = 64,
+                    metrics: Iterable[str] | None = None, progress: bool = False) -> EvalResult:
+    """`evaluate` on `corpus.batches(cfg.split, batch_size, shuffle=False)` with the options of
+    `cfg`. With `cfg.max_examples`, the first `max_examples` examples of the split in stored
+    (file) order are evaluated -- a prefix, not the shortest sentences -- which needs a
+    dataclass corpus with `splits` whose splits offer `subset(n)` (as `TextCorpus` does).
+    `batch_size` matters for `mi_pool="batch"` and is recorded."""
+    if cfg.max_examples is not None:
+        prefix = corpus.split(cfg.split).subset(cfg.max_examples)
+        corpus = dataclasses.replace(corpus, splits={**corpus.splits, cfg.split: prefix})
+    result = evaluate(model, corpus.batches(cfg.split, batch_size, shuffle=False), metrics,
+                      iw_samples=cfg.iw_samples, iw_chunk=cfg.iw_chunk, mi_pool=cfg.mi_pool,
+                      au_threshold=cfg.au_threshold, seed=seed, bf16=cfg.bf16, device=device,
+                      progress=progress)
+    result.options.update(split=cfg.split, max_examples=cfg.max_examples, batch_size=batch_size)
+    return result
+
+
+def _resolve_metrics(model, metrics) -> tuple[str, ...]:
+    applicable = METRIC_NAMES if model.has_latent else ("nll",)
+    wanted = applicable if metrics is None else tuple(dict.fromkeys(metrics))
+    unknown = [m for m in wanted if m not in METRIC_NAMES]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRIC_NAMES)}")
+    latent_only = [m for m in wanted if m not in applicable]
+    if latent_only:
+        raise ValueError(f"{latent_only} need a latent variable; {type(model).__name__} has "
+                         f"has_latent=False, so only the exact 'nll' (and ppl) applies")
+    return wanted
+
+
+def _model_device(model) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+@contextmanager
+def _seeded_global_rng(seed: int, device: torch.device):
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def _mix(seed: int, index: int) -> int:
+    """A 63-bit generator seed from (seed, index) (splitmix64's finaliser): nearby pairs give
+    unrelated streams."""
+    mask = (1 << 64) - 1
+    x = (seed * 0x9E3779B97F4A7C15 + index) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    return (x ^ (x >> 31)) >> 1
+
+
+def _example_noise(seed: int, start: int, count: int,
+                   shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
+    """Standard normal noise for examples start..start+count-1 of the stream, one tensor
+    `(shape[0], count, *shape[1:])` per requested shape, drawn in order from each example's
+    own CPU generator. Each shape is its own draw, so the first ones do not change with the
+    size of the later ones (the ELBO sample does not depend on K). The loop is over examples,
+    not samples: a generator per example is what makes the numbers independent of the batch
+    cut, and B small CPU draws per batch cost little beside K decoder passes."""
+    per_example = []
+    for i in range(start, start + count):
+        generator = torch.Generator().manual_seed(_mix(seed, i))
+        per_example.append([torch.randn(shape, generator=generator) for shape in shapes])
+    return [torch.stack(draws, dim=1) for draws in zip(*per_example)]
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """fp32 for half-precision tensors (autocast outputs); fp32/fp64 pass unchanged."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _full_precision(posterior):
+    if isinstance(posterior, DiagonalGaussian):
+        return DiagonalGaussian(_wide(posterior.mu), _wide(posterior.logvar), posterior.event_dims)
+    return posterior
+
+
+@dataclass
+class _Draws:
+    """z for the ELBO `(1, B, *event)` with its log q, z for MI `(B, *event)`, and the K
+    importance samples `(K, B, *event)` with log q `(K, B)`; None where not needed."""
+
+    elbo: tuple[torch.Tensor, torch.Tensor] | None = None
+    mi: torch.Tensor | None = None
+    iw: tuple[torch.Tensor, torch.Tensor] | None = None
+    generator: torch.Generator | None = None  # the batch's, for non-Gaussian posteriors
+
+
+class _Evaluation:
+    """Accumulates per-example values batch by batch; `finish` turns them into metrics."""
+
+    def __init__(self, model, wanted, device, *, iw_samples, iw_chunk, mi_pool, mc_samples,
+                 seed, bf16):
+        self.model, self.wanted, self.device = model, wanted, device
+        self.iw_samples, self.iw_chunk, self.mc_samples, self.seed = (
+            iw_samples, iw_chunk, mc_samples, seed)
+        self.bf16 = bf16
+        self.values: dict[str, list[torch.Tensor]] = {}
+        self.num_targets: list[torch.Tensor] = []
+        self.seen = 0
+        self.kl_estimator = None
+        self.mi = _MutualInformation(mi_pool) if "mi" in wanted else None
+        self.au = _UnitVariance() if "au" in wanted else None
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _keep(self, name: str, value: torch.Tensor) -> None:
+        self.values.setdefault(name, []).append(value)
+
+    def add(self, batch) -> None:
+        if batch.num_targets is not None:
+            self.num_targets.append(batch.num_targets)
+        if self.model.has_latent:
+            self._add_latent(batch)
+        else:
+            with self._autocast():
+                log_px = self.model.log_likelihood(batch, None)
+            self._keep("nll", -_wide(log_px)[0])
+        self.seen += batch.size
+
+    def _add_latent(self, batch) -> None:
+        with self._autocast():
+            posterior = _full_precision(self.model.posterior(batch))
+        draws = self._draw(posterior)
+        if "kl" in self.wanted or "elbo" in self.wanted:
+            self._add_kl_elbo(batch, posterior, draws)
+        if "nll" in self.wanted:
+            self._keep("nll", -self._iw_log_marginal(batch, *draws.iw))
+        if self.mi is not None:
+            self.mi.add(posterior, draws.mi, self._expected_log_q(posterior, draws.generator))
+        if self.au is not None:
+            self.au.add(_wide(posterior.mean(self.mc_samples)))
+
+    def _draw(self, posterior) -> _Draws:
+        """One ELBO sample and one MI sample per example, then the K importance samples; the
+        first two are drawn whenever anything is, so the K samples do not depend on which
+        metrics were asked for."""
+        k = self.iw_samples if "nll" in self.wanted else 0
+        if not (k or "elbo" in self.wanted or "mi" in self.wanted):
+            return _Draws()
+        generator = None
+        if isinstance(posterior, DiagonalGaussian):
+            event = tuple(posterior.mu.shape[1:])
+            shapes = [(2, *event)] + ([(k, *event)] if k else [])
+            noise = _example_noise(self.seed, self.seen, posterior.batch_size, shapes)
+            samples = [self._reparameterise(posterior, eps) for eps in noise]
+        else:
+            # An arbitrary posterior takes no external noise: one generator for the batch.
+            generator = torch.Generator(self.device).manual_seed(_mix(self.seed, self.seen))
+            samples = [posterior.rsample(2, generator)]
+            samples += [posterior.rsample(k, generator)] if k else []
+        (z, log_q), iw = samples[0], (samples[1] if k else None)
+        return _Draws((z[:1], log_q[:1]), z[1], iw, generator)
+
+    @staticmethod
+    def _reparameterise(posterior: DiagonalGaussian, eps: torch.Tensor):
+        eps = eps.to(posterior.mu.device, posterior.mu.dtype)
+        z = posterior.mu + torch.exp(0.5 * posterior.logvar) * eps
+        return z, posterior.log_prob(z)
+
+    def _add_kl_elbo(self, batch, posterior, draws: _Draws) -> None:
+        with self._autocast():
+            prior = self.model.prior(batch)
+            kl = _wide(self.model.kl(batch, posterior, n_samples=self.mc_samples))
+        self.kl_estimator = "analytic" if has_analytic_kl(posterior, prior) else "mc"
+        self._keep("kl", kl)
+        if "elbo" in self.wanted:
+            with self._autocast():
+                log_px_z = self.model.log_likelihood(batch, draws.elbo[0])
+            rec = -_wide(log_px_z)[0]
+            self._keep("rec", rec)
+            self._keep("elbo", rec + kl)
+
+    def _iw_log_marginal(self, batch, z: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+        """`z (K, B, *event)`, `log_q (K, B)` -> log p(x) estimate `(B,)`; the decoder sees
+        `iw_chunk` samples of the whole batch at a time and a running log-sum-exp keeps memory
+        at one chunk."""
+        total = torch.full(log_q.shape[1:], -math.inf, device=log_q.device, dtype=log_q.dtype)
+        for chunk_z, chunk_log_q in zip(z.split(self.iw_chunk), log_q.split(self.iw_chunk)):
+            with self._autocast():
+                log_px_z = self.model.log_likelihood(batch, chunk_z)
+                log_pz = self.model.log_prior(chunk_z, batch)
+            weights = _wide(log_px_z) + _wide(log_pz) - chunk_log_q
+            total = torch.logaddexp(total, torch.logsumexp(weights, dim=0))
+        return total - math.log(self.iw_samples)
+
+    def _expected_log_q(self, posterior, generator) -> torch.Tensor:
+        """E_q[log q(z|x)] `(B,)`: analytic for Gaussians, else a mean over `mc_samples` draws
+        (continuing the batch's generator)."""
+        if isinstance(posterior, DiagonalGaussian):
+            return posterior.expected_log_prob()
+        return _wide(posterior.rsample(self.mc_samples, generator)[1]).mean(0)
+
+    def finish(self, au_threshold: float):
+        if self.seen == 0:
+            raise ValueError("no batches to evaluate")
+        per_example = {name: torch.cat(parts).cpu() for name, parts in self.values.items()}
+        metrics = {"num_examples": self.seen}
+        targets = torch.cat(self.num_targets).sum().item() if self.num_targets else None
+        if targets is not None:
+            metrics["num_targets"] = targets
+        for name in ("nll", "elbo", "rec", "kl"):
+            if name in per_example:
+                metrics[name] = per_example[name].mean().item()
+        for name, ppl_name in (("nll", "ppl"), ("elbo", "elbo_ppl")):
+            if name in per_example and targets is not None:
+                metrics[ppl_name] = math.exp(per_example[name].sum().item() / targets)
+        mi_pool_size = None
+        if self.mi is not None:
+            metrics["mi"], mi_pool_size = self.mi.value()
+        if self.au is not None:
+            metrics["au"] = float((self.au.variance() >= au_threshold).sum().item())
+        return metrics, per_example, mi_pool_size
+
+
+class _MutualInformation:
+    """The aggregate-posterior MI estimator (METRICS.md §5) over a batch or dataset pool."""
+
+    def __init__(self, pool: str):
+        self.pool = pool
+        self.expected_log_q: list[torch.Tensor] = []
+        self.log_q_agg: list[torch.Tensor] = []      # batch pool: scored as batches arrive
+        self.z: list[torch.Tensor] = []              # dataset pool: scored at the end
+        self.posteriors: list = []
+        self.largest_batch = 0
+
+    def add(self, posterior, z: torch.Tensor, expected_log_q: torch.Tensor) -> None:
+        """`z (B, *event)`: one draw per example; `expected_log_q (B,)`."""
+        self.expected_log_q.append(expected_log_q)
+        if self.pool == "batch":
+            self.log_q_agg.append(_log_aggregate_density(z, [posterior]))
+            self.largest_batch = max(self.largest_batch, posterior.batch_size)
+        else:
+            self.z.append(z)
+            self.posteriors.append(posterior)
+
+    def value(self) -> tuple[float, int]:
+        """(MI in nats, pool size M): the dataset size, or the largest batch for the batch pool
+        (a smaller last batch has a lower cap)."""
+        if self.pool == "batch":
+            log_q_agg, size = torch.cat(self.log_q_agg), self.largest_batch
+        else:
+            events = {tuple(z.shape[1:]) for z in self.z}
+            if len(events) > 1:
+                raise NotImplementedError(
+                    f"mi_pool='dataset' needs one latent shape for all examples, got {sorted(events)}"
+                    " (per-step latents of varying length have no common aggregate posterior);"
+                    " use mi_pool='batch'")
+            z = torch.cat(self.z)
+            log_q_agg, size = _log_aggregate_density(z, _pool_blocks(self.posteriors)), len(z)
+        return (torch.cat(self.expected_log_q) - log_q_agg).mean().item(), size
+
+
+def _pool_blocks(posteriors: list) -> list:
+    """The pool as blocks to score against: Gaussians re-cut into `POOL_BLOCK`-sized blocks of
+    their stored (mu, logvar); other posteriors as they came, one per batch."""
+    if not all(isinstance(p, DiagonalGaussian) for p in posteriors):
+        return posteriors
+    mu = torch.cat([p.mu for p in posteriors])
+    logvar = torch.cat([p.logvar for p in posteriors])
+    event_dims = posteriors[0].event_dims
+    return [DiagonalGaussian(m, lv, event_dims)
+            for m, lv in zip(mu.split(POOL_BLOCK), logvar.split(POOL_BLOCK))]
+
+
+def _log_aggregate_density(z: torch.Tensor, pool: list) -> torch.Tensor:
+    """log q_agg(z_i) = logsumexp_j log q(z_i|x_j) - log M over every member j of `pool`
+    (posterior objects covering M examples in all); `z (N, *event) -> (N,)`. Scored in blocks of
+    rows x pool members so memory stays at `PAIR_BLOCK_ELEMENTS`."""
+    event = tuple(z.shape[1:])
+    widest = max(p.batch_size for p in pool)
+    rows = max(1, PAIR_BLOCK_ELEMENTS // (widest * math.prod(event)))
+    members = sum(p.batch_size for p in pool)
+    out = []
+    for z_rows in z.split(rows):
+        total = torch.full((len(z_rows),), -math.inf, device=z.device, dtype=z.dtype)
+        for block in pool:
+            grid = z_rows.unsqueeze(1).expand(len(z_rows), block.batch_size, *event)
+            total = torch.logaddexp(total, torch.logsumexp(_wide(block.log_prob(grid)), dim=1))
+        out.append(total)
+    return torch.cat(out) - math.log(members)
+
+
+class _UnitVariance:
+    """Unbiased per-unit variance of posterior means across examples (and time steps), merged
+    batch by batch (Chan et al.'s pairwise update) in fp64, so batches of different lengths
+    can be pooled and nothing of size N is stored."""
+
+    def __init__(self):
+        self.count = 0
+        self.mean = self.m2 = None
+
+    def add(self, means: torch.Tensor) -> None:
+        """`means (B, *event)`; units are the last axis."""
+        x = means.reshape(-1, means.shape[-1]).double()
+        n, batch_mean = len(x), x.mean(0)
+        batch_m2 = (x - batch_mean).pow(2).sum(0)
+        if self.mean is None:
+            self.count, self.mean, self.m2 = n, batch_mean, batch_m2
+            return
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + batch_m2 + delta.pow(2) * (self.count * n / total)
+        self.count = total
+
+    def variance(self) -> torch.Tensor:
+        return self.m2 / (self.count - 1)

@@ -1,0 +1,54 @@
+"""The one model interface shared by every paper, so the trainer and the evaluation never
+special-case a method.
+
+A latent-variable model implements:
+  posterior(batch)          -> an object with rsample(n) -> (z (n, B, ...), log_q (n, B)),
+                               log_prob(z), mean(n_samples) and, for Gaussians, mu/logvar
+  prior(batch)              -> an object with log_prob(z) -> (n, B) (N(0, I), p(z|c), a flow)
+  log_likelihood(batch, z)  -> (n, B): sum of token (or pixel) log-probabilities of x given z
+  loss(batch, step)         -> dict of named scalar terms, `loss` among them
+A plain language model sets `has_latent = False` and takes `z=None` in `log_likelihood`.
+
+A batch is any object with `size` (examples), `num_targets` ((B,) tokens scored per example
+for perplexity, `<eos>` included; None for images) and `to(device)`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from repro.nn.distributions import kl_divergence
+
+
+class LatentVariableModel(nn.Module):
+    has_latent = True
+
+    def posterior(self, batch):
+        raise NotImplementedError
+
+    def prior(self, batch):
+        raise NotImplementedError
+
+    def log_prior(self, z: torch.Tensor, batch) -> torch.Tensor:
+        return self.prior(batch).log_prob(z)
+
+    def log_likelihood(self, batch, z: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def kl(self, batch, posterior=None, n_samples: int = 1) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per example at weight 1, `(B,)`."""
+        posterior = posterior if posterior is not None else self.posterior(batch)
+        return kl_divergence(posterior, self.prior(batch), n_samples)
+
+
+class LanguageModel(LatentVariableModel):
+    """A model of x alone: log p(x) is exact, so the evaluation reports it directly."""
+
+    has_latent = False
+
+    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
+        nll = -self.log_likelihood(batch, None)[0]
+        return {"loss": nll.mean(), "rec": nll.mean()}

@@ -1,0 +1,101 @@
+"""The shared sentence models: an LSTM VAE whose parts are swappable, and an LSTM language model.
+
+Papers either configure these (Bowman 2016 is the TextVAE with a logistic KL schedule and word
+dropout) or subclass them to swap one part (an IAF posterior, a dilated-CNN decoder, a flow
+prior) while keeping the loss assembly and the evaluation interface.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from repro import schedules
+from repro.config import FreeBitsConfig, KLScheduleConfig, ModelConfig, bounded
+from repro.data.noise import word_dropout
+from repro.model import LanguageModel, LatentVariableModel
+from repro.nn.distributions import DiagonalGaussian, StandardNormal
+from repro.nn.text import LSTMDecoder, LSTMEncoder
+from repro.objectives import elbo_loss
+
+
+@dataclass
+class TextVAEConfig(ModelConfig):
+    embed_size: int = bounded(353, lo=1)
+    encoder_hidden: int = bounded(191, lo=1)
+    decoder_hidden: int = bounded(191, lo=1)
+    latent_size: int = bounded(13, lo=1)
+    z_mode: str = bounded("init", choices=("init", "input", "both"))
+    decoder_dropout: float = bounded(0.0, lo=0.0, hi=1.0)
+    word_keep_rate: float = bounded(1.0, lo=0.0, hi=1.0)   # 0: inputless decoder (kept at eval)
+    kl: KLScheduleConfig = field(default_factory=KLScheduleConfig)
+    free_bits: FreeBitsConfig = field(default_factory=FreeBitsConfig)
+
+
+@dataclass
+class LSTMLMConfig(ModelConfig):
+    embed_size: int = bounded(353, lo=1)
+    hidden_size: int = bounded(191, lo=1)
+    num_layers: int = bounded(1, lo=1)
+    dropout: float = bounded(0.0, lo=0.0, hi=1.0)
+    word_keep_rate: float = bounded(1.0, lo=0.0, hi=1.0)
+
+
+class DecoderInputs:
+    """Word dropout on the decoder's history: at train time at `keep_rate`, and always when the
+    keep rate is 0, since the inputless decoder is part of the model, not a regulariser."""
+
+    def __init__(self, keep_rate: float, vocab):
+        self.keep_rate, self.unk = keep_rate, vocab.unk
+        self.protected = (vocab.pad, vocab.bos, vocab.eos)
+
+    def __call__(self, inputs: torch.Tensor, training: bool) -> torch.Tensor:
+        if training or self.keep_rate == 0.0:
+            return word_dropout(inputs, self.keep_rate, self.unk, self.protected)
+        return inputs
+
+
+class TextVAE(LatentVariableModel):
+    """LSTM encoder -> diagonal Gaussian q(z|x); N(0, I) prior; z-conditioned LSTM decoder."""
+
+    def __init__(self, cfg: TextVAEConfig, vocab):
+        super().__init__()
+        self.cfg, self.vocab = cfg, vocab
+        self.encoder = LSTMEncoder(len(vocab), cfg.embed_size, cfg.encoder_hidden, cfg.latent_size)
+        self.decoder = LSTMDecoder(len(vocab), cfg.embed_size, cfg.decoder_hidden, cfg.latent_size,
+                                   cfg.z_mode, dropout=cfg.decoder_dropout)
+        self.decoder_inputs = DecoderInputs(cfg.word_keep_rate, vocab)
+        self._prior = StandardNormal((cfg.latent_size,))
+
+    def posterior(self, batch) -> DiagonalGaussian:
+        mu, logvar = self.encoder(batch.targets, batch.num_targets)
+        return DiagonalGaussian(mu, logvar)
+
+    def prior(self, batch) -> StandardNormal:
+        return self._prior
+
+    def log_likelihood(self, batch, z):
+        inputs = self.decoder_inputs(batch.inputs, self.training)
+        return self.decoder.log_likelihood(inputs, batch.targets, batch.target_mask, z)
+
+    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
+        posterior = self.posterior(batch)
+        z, _ = posterior.rsample(1)
+        rec = -self.log_likelihood(batch, z)[0]
+        kl_dims = posterior.kl_per_dim(self._prior)
+        return elbo_loss(rec, kl_dims, schedules.kl_weight(step, self.cfg.kl), self.cfg.free_bits)
+
+
+class LSTMLM(LanguageModel):
+    """The no-latent baseline: an LSTM language model over each sentence."""
+
+    def __init__(self, cfg: LSTMLMConfig, vocab):
+        super().__init__()
+        self.cfg, self.vocab = cfg, vocab
+        self.decoder = LSTMDecoder(len(vocab), cfg.embed_size, cfg.hidden_size, 1, "none",
+                                   num_layers=cfg.num_layers, dropout=cfg.dropout)
+        self.decoder_inputs = DecoderInputs(cfg.word_keep_rate, vocab)
+
+    def log_likelihood(self, batch, z=None):
+        inputs = self.decoder_inputs(batch.inputs, self.training)
+        return self.decoder.log_likelihood(inputs, batch.targets, batch.target_mask, None)

@@ -1,0 +1,62 @@
+"""Run records: one JSON per finished run under `results/records/<paper>/`, the only source of
+every number in `results/`."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+RECORDS_DIR = Path("results") / "records"
+
+
+def git_commit() -> str:
+    """HEAD's hash, with `+dirty` when the tree has uncommitted changes to tracked files."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def hardware(device: torch.device) -> dict:
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def versions() -> dict:
+    import mlflow
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "mlflow": mlflow.__version__}
+
+
+def record_path(root: Path, paper: str, variant: str, preset: str, seed: int) -> Path:
+    return Path(root) / paper / f"{variant}__{preset}__seed{seed}.json"
+
+
+def write_record(record: dict, root: Path = RECORDS_DIR) -> Path:
+    path = record_path(root, record["paper"], record["variant"], record["preset"], record["seed"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(record, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_records(root: Path = RECORDS_DIR, paper: str | None = None) -> list[dict]:
+    base = Path(root) / paper if paper else Path(root)
+    return [json.loads(p.read_text()) for p in sorted(base.rglob("*.json"))]

@@ -1,0 +1,86 @@
+"""Papers register their variants, presets and reported numbers here; the core looks them up.
+
+The core never imports `papers` directly: `load_papers()` imports the `papers` package once,
+and each paper package calls `register_paper` at import time. Adding a paper touches only
+`papers/<name>/` (and its `papers/__init__.py` import line).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from repro.config import ConfigError, ModelConfig, RunConfig
+
+
+@dataclass(frozen=True)
+class Reported:
+    """One number from the paper: value, the card's verification tag and where it comes from."""
+
+    value: float | None
+    tag: str                      # verified | unverified (reprint) | unverified (memory) | not retrieved
+    source: str = ""
+    note: str = ""
+
+
+@dataclass
+class Variant:
+    name: str
+    description: str
+    model_config: type[ModelConfig]
+    build: Callable                             # (RunConfig, corpus) -> LatentVariableModel
+    presets: dict[str, Callable[[], RunConfig]]
+    reported: dict[str, Reported] = field(default_factory=dict)   # metric name -> number
+    runnable: bool = True                       # False: a table row kept but marked not run
+    not_run_reason: str = ""
+    artifacts: Callable | None = None           # (model, corpus, cfg, run_dir) -> [paths]: samples etc.
+
+
+@dataclass
+class Paper:
+    name: str
+    title: str
+    citation: str
+    variants: dict[str, Variant] = field(default_factory=dict)
+    table_metrics: tuple[str, ...] = ("test/nll", "test/ppl", "test/kl")
+    notes: str = ""
+
+    def variant(self, name: str) -> Variant:
+        if name not in self.variants:
+            raise ConfigError(f"{self.name} has no variant {name!r}; variants: {sorted(self.variants)}")
+        return self.variants[name]
+
+
+PAPERS: dict[str, Paper] = {}
+_loaded = False
+
+
+def register_paper(paper: Paper) -> Paper:
+    PAPERS[paper.name] = paper
+    return paper
+
+
+def load_papers() -> dict[str, Paper]:
+    global _loaded
+    if not _loaded:
+        importlib.import_module("repro.demo")
+        importlib.import_module("papers")
+        _loaded = True
+    return PAPERS
+
+
+def get_paper(name: str) -> Paper:
+    papers = load_papers()
+    if name not in papers:
+        raise ConfigError(f"unknown paper {name!r}; known: {sorted(papers)}")
+    return papers[name]
+
+
+def resolve(paper: str, variant: str, preset: str) -> tuple[Variant, RunConfig]:
+    """The variant and a fresh copy of its named preset config."""
+    var = get_paper(paper).variant(variant)
+    if preset not in var.presets:
+        raise ConfigError(f"{paper}/{variant} has no preset {preset!r}; presets: {sorted(var.presets)}")
+    cfg = var.presets[preset]()
+    cfg.paper, cfg.variant, cfg.preset = paper, variant, preset
+    return var, cfg

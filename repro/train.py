@@ -1,0 +1,298 @@
+"""The one training loop, for every paper: read it top to bottom.
+
+config -> corpus -> model (from the registry) -> epochs of updates with validation, checkpoints,
+learning-rate decay and early stopping -> test evaluation of the best checkpoint -> run record,
+MLflow run and plots. A run directory holds `last.pt` (written atomically every epoch, what
+`--resume` restores: model, optimiser, step, epoch, RNG state, history, MLflow run id) and
+`best.pt` (the parameters with the best validation objective).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from repro import records
+from repro.config import RunConfig, flatten, validate
+from repro.data import load_corpus
+from repro.evaluate import evaluate_corpus
+from repro.registry import get_paper
+from repro.tracking import Tracker
+
+RUNS_DIR = Path("runs")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the parameters became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class RunResult:
+    record: dict
+    record_path: Path | None
+    run_dir: Path
+    history: list[dict] = field(default_factory=list)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda was asked for but no CUDA device is visible")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def run_dir_for(cfg: RunConfig, root: Path = RUNS_DIR) -> Path:
+    return Path(root) / cfg.paper / cfg.variant / cfg.preset / f"seed{cfg.seed}"
+
+
+def build_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "adam":
+        # The fused kernel is 4x faster than the per-tensor loop on CPU (benchmarks/README.md).
+        return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, fused=True)
+    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def save_atomic(obj, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: never half-written."""
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def params_finite(model: torch.nn.Module) -> bool:
+    return all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def validation_objective(metrics: dict) -> float:
+    """Lower is better: the negative ELBO for latent models, the exact NLL otherwise."""
+    return metrics["elbo"] if "elbo" in metrics else metrics["nll"]
+
+
+def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | None = records.RECORDS_DIR,
+          resume: bool = False, track: bool = True, progress: bool = True) -> RunResult:
+    """Train, evaluate and record one run of `cfg`; see the module docstring."""
+    validate(cfg)
+    started = time.time()
+    device = pick_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)
+    corpus = load_corpus(cfg.data)
+    variant = get_paper(cfg.paper).variant(cfg.variant)
+    model = variant.build(cfg, corpus).to(device)
+    optimizer = build_optimizer(cfg, model)
+    run_dir = run_dir_for(cfg, runs_root)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+
+    state = {"step": 0, "epoch": 0, "best_val": math.inf, "stale_epochs": 0, "history": [],
+             "mlflow_run_id": None, "wall_time_s": 0.0, "done": False}
+    if resume and last_path.is_file():
+        ckpt = torch.load(last_path, map_location=device, weights_only=True)
+        if json.loads(ckpt["config"]) != json.loads(cfg.to_json()):
+            raise RuntimeError(f"{last_path} was written by a different config; resume with the "
+                               "same overrides, or start afresh without --resume")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        state.update(json.loads(ckpt["state"]))
+    elif resume:
+        print(f"no checkpoint at {last_path}; starting from scratch")
+
+    prior_wall = state["wall_time_s"]
+    tracker = Tracker(enabled=track)
+    run_name = f"{cfg.paper}/{cfg.variant}/{cfg.preset}/seed{cfg.seed}"
+    resumed_id = state["mlflow_run_id"]
+    state["mlflow_run_id"] = tracker.start(f"repro-{cfg.data.dataset}", run_name, resumed_id)
+    if not resumed_id:
+        tracker.log_params(flatten(cfg))
+    tags = {"paper": cfg.paper, "variant": cfg.variant, "method": f"{cfg.paper}/{cfg.variant}",
+            "preset": cfg.preset, "seed": cfg.seed, "dataset": cfg.data.dataset,
+            "substitute_for": cfg.data.substitute_for or "", "git_commit": records.git_commit(),
+            "data_sha256": corpus.sha256, "device": str(device)}
+    tracker.set_tags(tags)
+
+    status = "FAILED"
+    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_path,
+             progress, lambda: prior_wall + (time.time() - started))
+        if best_path.is_file():
+            model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+        result = evaluate_corpus(model, corpus, cfg.eval, device=device, seed=cfg.seed,
+                                 batch_size=cfg.data.eval_batch_size, progress=progress)
+        test_metrics = result.prefixed(cfg.eval.split)
+        tracker.log_metrics(test_metrics, state["step"])
+        wall = prior_wall + (time.time() - started)
+        record = {
+            "paper": cfg.paper, "variant": cfg.variant, "preset": cfg.preset, "seed": cfg.seed,
+            "dataset": cfg.data.dataset, "substitute_for": cfg.data.substitute_for,
+            "metrics": test_metrics, "eval": result.options, "config": cfg.to_dict(),
+            "commit": records.git_commit(), "versions": records.versions(),
+            "hardware": records.hardware(device), "wall_time_s": round(wall, 1),
+            "data_sha256": corpus.sha256, "mlflow_run_id": state["mlflow_run_id"],
+            "train": {"steps": state["step"], "epochs": state["epoch"],
+                      "best_val": state["best_val"], "final_checkpoint": "best validation"},
+        }
+        artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], record, run_dir)
+        for path in artifacts:
+            tracker.log_artifact(path)
+        record_path = records.write_record(record, records_root) if records_root else None
+        status = "FINISHED"
+        return RunResult(record, record_path, run_dir, state["history"])
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        tracker.end(status)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_path,
+         progress, wall_clock):
+    """Epochs of updates; each epoch ends with validation and an atomic checkpoint."""
+    max_steps = cfg.train.max_steps or math.inf
+    while state["epoch"] < cfg.train.epochs and state["step"] < max_steps and not state["done"]:
+        epoch_start, epoch = time.time(), state["epoch"]
+        model.train()
+        sums, tokens, updates = {}, 0, 0
+        batches = corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress,
+                   leave=False, mininterval=1.0)
+        for batch in bar:
+            if state["step"] >= max_steps:
+                break
+            batch = batch.to(device)
+            with autocast(device, cfg.train.bf16):
+                terms = model.loss(batch, state["step"])
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            if cfg.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            state["step"] += 1
+            updates += 1
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value.detach().float()
+            if batch.num_targets is not None:
+                tokens += int(batch.num_targets.sum())
+            if updates % 50 == 0:
+                _check_finite(terms["loss"], model, last_path)
+                bar.set_postfix(_postfix(sums, updates, tokens, epoch_start), refresh=False)
+        _check_finite(sums.get("loss", torch.tensor(0.0)), model, last_path)
+        train_metrics = {f"train/{k}": float(v) / max(updates, 1) for k, v in sums.items()}
+        val = evaluate_corpus(model, corpus, _validation_eval(cfg), device=device, seed=cfg.seed,
+                              batch_size=cfg.data.eval_batch_size, progress=False)
+        val_metrics = val.prefixed("val")
+        objective = validation_objective(val.metrics)
+        if not math.isfinite(objective):
+            raise TrainingDiverged(f"validation objective is {objective} after epoch {epoch + 1}; "
+                                   f"the last good checkpoint is {last_path}")
+        elapsed = time.time() - epoch_start
+        entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+                 "tokens_per_s": tokens / elapsed, "epoch_time_s": elapsed,
+                 **train_metrics, **val_metrics}
+        state["history"].append(entry)
+        _after_validation(cfg, optimizer, state, objective, model, best_path)
+        state["epoch"] += 1
+        state["wall_time_s"] = wall_clock()
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "rng": rng_state(), "config": cfg.to_json(), "state": json.dumps(state)},
+                    last_path)
+        tracker.log_metrics({k: v for k, v in entry.items() if k not in ("epoch", "step")}, state["step"])
+        if progress:
+            print(_epoch_line(entry))
+
+
+def _validation_eval(cfg):
+    """Validation is the single-sample bound (cheap); importance sampling is for the test split."""
+    from dataclasses import replace
+    return replace(cfg.eval, split="valid", iw_samples=1, iw_chunk=1)
+
+
+def _after_validation(cfg, optimizer, state, objective, model, best_path):
+    if objective < state["best_val"] - 1e-6:
+        state["best_val"], state["stale_epochs"] = objective, 0
+        save_atomic(model.state_dict(), best_path)
+        return
+    state["stale_epochs"] += 1
+    o = cfg.optim
+    if o.plateau_decay < 1.0 and state["stale_epochs"] % max(o.plateau_patience, 1) == 0:
+        for group in optimizer.param_groups:
+            group["lr"] = max(group["lr"] * o.plateau_decay, o.min_lr)
+    if cfg.train.early_stop_patience and state["stale_epochs"] >= cfg.train.early_stop_patience:
+        state["done"] = True
+
+
+def _check_finite(loss: torch.Tensor, model, last_path: Path) -> None:
+    if not torch.isfinite(loss).all() or not params_finite(model):
+        raise TrainingDiverged(
+            f"loss or parameters became NaN/inf; stopped without overwriting the last good "
+            f"checkpoint ({last_path if last_path.is_file() else 'none written yet'}). Lower "
+            "optim.lr, set optim.grad_clip, or turn off train.bf16, then --resume.")
+
+
+def _postfix(sums, updates, tokens, epoch_start) -> dict:
+    out = {"tok/s": f"{tokens / max(time.time() - epoch_start, 1e-9):.0f}"}
+    for key in ("loss", "rec", "kl", "kl_weight"):
+        if key in sums:
+            out[key] = f"{float(sums[key]) / updates:.3g}"
+    return out
+
+
+def _epoch_line(entry: dict) -> str:
+    keys = [k for k in ("train/loss", "train/kl", "val/elbo", "val/kl", "val/nll") if k in entry]
+    body = "  ".join(f"{k} {entry[k]:.3f}" for k in keys)
+    return (f"epoch {entry['epoch']}: {body}  lr {entry['lr']:.2g}  "
+            f"{entry['tokens_per_s']:.0f} tok/s  {entry['epoch_time_s']:.0f}s")
+
+
+def _write_artifacts(cfg, variant, model, corpus, history, record, run_dir: Path) -> list[Path]:
+    from repro.plots import plot_training
+    paths = [run_dir / "config.json", run_dir / "record.json"]
+    paths[0].write_text(cfg.to_json())
+    paths[1].write_text(json.dumps(record, indent=2, sort_keys=True))
+    if getattr(corpus, "vocab", None) is not None:
+        paths.append(run_dir / "vocab.json")
+        paths[-1].write_text(corpus.vocab.to_json())
+    if history:
+        paths.append(plot_training(history, run_dir / "training.png", title=f"{cfg.paper}/{cfg.variant}"))
+    if variant.artifacts is not None:
+        paths.extend(variant.artifacts(model, corpus, cfg, run_dir))
+    return paths

@@ -1,0 +1,25 @@
+"""Shared test set-up: the real data store, a private cache and MLflow store per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+os.environ.setdefault("REPRO_DATA_DIR", str(SHARED_DATA))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_stores(tmp_path_factory):
+    """Keep tests away from the user's cache and MLflow database."""
+    root = tmp_path_factory.mktemp("stores")
+    old = {k: os.environ.get(k) for k in ("REPRO_CACHE_DIR", "MLFLOW_TRACKING_URI")}
+    os.environ["REPRO_CACHE_DIR"] = str(root / "cache")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    yield
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -1,0 +1,95 @@
+"""The trainer: exact resume, the NaN guard, records and MLflow runs (on the Bowman smoke preset)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from repro import train as train_mod
+from repro.config import apply_overrides
+from repro.models import TextVAE
+from repro.registry import resolve
+
+
+def _cfg(*overrides):
+    _, cfg = resolve("bowman2016", "vae-anneal-worddrop", "smoke")
+    return apply_overrides(cfg, ["train.epochs=3", *overrides])
+
+
+def _params(run_dir, name="last.pt"):
+    blob = torch.load(run_dir / name, weights_only=True)
+    return blob["model"] if "model" in blob else blob
+
+
+def test_resumed_run_ends_with_the_same_parameters_and_metrics(tmp_path, monkeypatch):
+    straight = train_mod.train(_cfg(), runs_root=tmp_path / "a", records_root=tmp_path / "ra",
+                               progress=False)
+
+    calls = {"n": 0}
+    real_log = train_mod.Tracker.log_metrics
+
+    def die_after_first_epoch(self, metrics, step):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt("simulated kill after the first checkpoint")
+        return real_log(self, metrics, step)
+
+    monkeypatch.setattr(train_mod.Tracker, "log_metrics", die_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(_cfg(), runs_root=tmp_path / "b", records_root=tmp_path / "rb", progress=False)
+    monkeypatch.setattr(train_mod.Tracker, "log_metrics", real_log)
+    resumed = train_mod.train(_cfg(), runs_root=tmp_path / "b", records_root=tmp_path / "rb",
+                              resume=True, progress=False)
+
+    a, b = _params(straight.run_dir), _params(resumed.run_dir)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.record["metrics"] == straight.record["metrics"]
+    assert resumed.record["mlflow_run_id"] and resumed.record["train"]["epochs"] == 3
+
+    import mlflow
+    run = mlflow.MlflowClient().get_run(resumed.record["mlflow_run_id"])
+    assert run.info.status == "FINISHED"          # the same run, reopened and closed
+    assert run.data.tags["paper"] == "bowman2016"
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    train_mod.train(_cfg("train.epochs=1"), runs_root=tmp_path, records_root=None, track=False,
+                    progress=False)
+    with pytest.raises(RuntimeError, match="different config"):
+        train_mod.train(_cfg("train.epochs=1", "optim.lr=0.5"), runs_root=tmp_path, records_root=None,
+                        track=False, resume=True, progress=False)
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = _cfg()
+    real_loss = TextVAE.loss
+
+    def poisoned(self, batch, step):
+        terms = real_loss(self, batch, step)
+        if step >= 10:  # inside the second epoch (7 updates per smoke epoch)
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(TextVAE, "loss", poisoned)
+    with pytest.raises(train_mod.TrainingDiverged, match="last good checkpoint"):
+        train_mod.train(cfg, runs_root=tmp_path, records_root=tmp_path / "rec", track=False, progress=False)
+    run_dir = train_mod.run_dir_for(cfg, tmp_path)
+    blob = torch.load(run_dir / "last.pt", weights_only=True)
+    assert json.loads(blob["state"])["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in blob["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "rec").exists()          # no record for a diverged run
+
+
+def test_record_has_what_a_reader_needs(tmp_path):
+    result = train_mod.train(_cfg("train.epochs=1"), runs_root=tmp_path, records_root=tmp_path / "rec",
+                             track=False, progress=False)
+    rec = json.loads(result.record_path.read_text())
+    for key in ("paper", "variant", "preset", "seed", "dataset", "metrics", "eval", "config", "commit",
+                "versions", "hardware", "wall_time_s", "data_sha256"):
+        assert key in rec
+    for metric in ("test/nll", "test/ppl", "test/elbo", "test/kl", "test/mi", "test/au"):
+        assert metric in rec["metrics"]
+    assert rec["eval"]["iw_samples"] == 4
+    assert (result.run_dir / "training.png").is_file() and (result.run_dir / "samples.txt").is_file()
