@@ -105,6 +105,7 @@ def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | No
     """Train, evaluate and record one run of `cfg`; see the module docstring."""
     validate(cfg)
     started = time.time()
+    commit = records.git_commit()  # the code this process runs, even if the tree changes later
     device = pick_device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -140,7 +141,7 @@ def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | No
         tracker.log_params(flatten(cfg))
     tags = {"paper": cfg.paper, "variant": cfg.variant, "method": f"{cfg.paper}/{cfg.variant}",
             "preset": cfg.preset, "seed": cfg.seed, "dataset": cfg.data.dataset,
-            "substitute_for": cfg.data.substitute_for or "", "git_commit": records.git_commit(),
+            "substitute_for": cfg.data.substitute_for or "", "git_commit": commit,
             "data_sha256": corpus.sha256, "device": str(device)}
     tracker.set_tags(tags)
 
@@ -160,7 +161,7 @@ def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | No
             "paper": cfg.paper, "variant": cfg.variant, "preset": cfg.preset, "seed": cfg.seed,
             "dataset": cfg.data.dataset, "substitute_for": cfg.data.substitute_for,
             "metrics": test_metrics, "eval": result.options, "config": cfg.to_dict(),
-            "commit": records.git_commit(), "versions": records.versions(),
+            "commit": commit, "versions": records.versions(),
             "hardware": records.hardware(device), "wall_time_s": round(wall, 1),
             "data_sha256": corpus.sha256, "mlflow_run_id": state["mlflow_run_id"],
             "train": {"steps": state["step"], "epochs": state["epoch"],

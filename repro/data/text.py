@@ -113,6 +113,8 @@ class TextSplit:
 
     def __init__(self, flat: torch.Tensor, offsets: torch.Tensor):
         self.flat, self.offsets = flat, offsets
+        # Computed once: a whole-split subtraction per batch would cost more than the batch itself.
+        self.lengths = offsets[1:] - offsets[:-1]
 
     @classmethod
     def from_lists(cls, sentences: list[list[int]]) -> "TextSplit":
@@ -124,10 +126,6 @@ class TextSplit:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        return self.offsets[1:] - self.offsets[:-1]
 
     def sentence(self, i: int) -> torch.Tensor:
         return self.flat[self.offsets[i]:self.offsets[i + 1]]
