@@ -47,6 +47,7 @@ class DataConfig:
     eval_batch_size: int = bounded(64, lo=1)
     train_fraction: float = bounded(1.0, lo=0.0, hi=1.0)  # < 1 is a reduced-scale run, recorded
     substitute_for: str | None = None                # the paper's dataset when `dataset` stands in
+    max_context: int = bounded(10, lo=1)             # dialog corpora: previous turns kept as context
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 

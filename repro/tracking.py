@@ -4,16 +4,41 @@ run record and checkpoints are still written locally, and a warning says what wa
 Default store: `sqlite:///mlflow.db` in the working directory (MLflow's own default);
 `MLFLOW_TRACKING_URI` overrides it (a tracking server works unchanged). One experiment per
 dataset, so every method on PTB sits side by side in the compare view.
+
+What can go wrong, and what happens:
+- Several runs share one SQLite store: each connection waits up to `SQLITE_BUSY_TIMEOUT_S` for
+  the writer lock, and a call that still finds the database locked is retried with backoff.
+- The tracking server goes away: MLflow's HTTP client would retry each call for minutes, so a
+  short budget is set (`HTTP_BUDGET`, unless the environment sets its own). Calls that fail are
+  queued, retried every `retry_after_s` and when the run ends; one warning says what happened.
+- The process is killed (SIGKILL, OOM, a lost node): its MLflow run stays RUNNING until the next
+  `start` in the same run folder, which reopens it (`--resume`) or marks it KILLED (a fresh
+  start). Runs are matched to their folder by the `repro.owner` tag (host and path).
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
+import random
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+SQLITE_BUSY_TIMEOUT_S = 60
+LOCK_RETRY_S = 60.0
+# MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) stall a run for minutes per
+# call when the server is down; a few seconds is enough to ride out a restart.
+HTTP_BUDGET = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+OWNER_TAG = "repro.owner"
+# Errors that a retry cannot fix (a bad value, a deleted run): the call is dropped, not queued.
+PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS",
+                    "INVALID_STATE", "BAD_REQUEST", "MALFORMED_REQUEST", "NOT_FOUND",
+                    "PERMISSION_DENIED", "UNAUTHENTICATED"}
 log = logging.getLogger("repro.tracking")
 
 
@@ -21,57 +46,192 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
 
 
-class Tracker:
-    """One MLflow run; every call is best-effort after the first failure is reported."""
+def client_uri(uri: str) -> str:
+    """The URI this process opens: SQLite gets a busy timeout, so concurrent runs wait their
+    turn for the writer lock instead of failing at once with "database is locked"."""
+    if uri.startswith("sqlite:") and "timeout=" not in uri:
+        return f"{uri}{'&' if '?' in uri else '?'}timeout={SQLITE_BUSY_TIMEOUT_S}"
+    return uri
 
-    def __init__(self, enabled: bool = True):
+
+@contextlib.contextmanager
+def store_init_lock(uri: str):
+    """Held while a client opens a SQLite store. Opening a new store creates and migrates its
+    schema, and MLflow's tracking store does that without a lock: runs started together on a
+    new store failed with "table _alembic_tmp_latest_metrics already exists" or "duplicate
+    column name" and lost their tracking. A file lock per database serialises the migration."""
+    if not uri.startswith("sqlite:///") or os.name == "nt":
+        yield
+        return
+    import fcntl
+    db = Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve()
+    digest = hashlib.sha256(str(db).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"repro-mlflow-init-{digest}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _is_lock_error(err: Exception) -> bool:
+    text = str(err).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def _is_permanent(err: Exception) -> bool:
+    return getattr(err, "error_code", None) in PERMANENT_ERRORS
+
+
+class Tracker:
+    """One MLflow run. Only `start` talks to the store synchronously; logging calls are queued
+    while the store is unreachable and sent when it is back (in order), never raising."""
+
+    def __init__(self, enabled: bool = True, retry_after_s: float = 30.0):
         self.enabled = enabled
         self.run_id: str | None = None
+        self.retry_after_s = retry_after_s
         self._client = None
+        self._pending: list[tuple[str, str, tuple, dict]] = []
+        self._down = False
+        self._retry_at = 0.0
 
-    def _fail(self, what: str, err: Exception) -> None:
-        warnings.warn(f"MLflow tracking failed while {what} ({type(err).__name__}: {err}); "
-                      "training continues and the run record and checkpoints are still written "
-                      "locally, but this run's MLflow entry is incomplete.", RuntimeWarning, stacklevel=3)
+    # -- talking to the store ---------------------------------------------------------------
+
+    def _warn(self, message: str) -> None:
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+    def _disable(self, what: str, err: Exception) -> None:
+        self._warn(f"MLflow tracking failed while {what} ({type(err).__name__}: {err}); training "
+                   "continues and the run record and checkpoints are still written locally, but "
+                   "this run has no MLflow entry.")
         self.enabled = False
 
-    def _call(self, what: str, method: str, *args, force: bool = False, **kwargs):
-        if not (self.enabled or (force and self._client is not None)):
-            return None
-        for attempt in range(3):
+    def _invoke(self, method: str, *args, **kwargs):
+        """One client call; SQLite writer contention between runs is waited out with backoff."""
+        delay, deadline = 0.1, time.monotonic() + LOCK_RETRY_S
+        while True:
             try:
                 return getattr(self._client, method)(*args, **kwargs)
-            except Exception as err:  # noqa: BLE001 — any store failure must not stop training
-                if "locked" in str(err).lower() and attempt < 2:
-                    time.sleep(0.5 * (attempt + 1))  # SQLite writer contention between runs
-                    continue
-                self._fail(what, err)
-                return None
+            except Exception as err:  # noqa: BLE001
+                if not _is_lock_error(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
 
-    def start(self, experiment: str, run_name: str, run_id: str | None = None) -> str | None:
-        """Start a run, or reopen `run_id` when resuming (so a resumed run is not duplicated)."""
+    def _send(self, what: str, method: str, *args, **kwargs) -> None:
+        """Queue a logging call and send the queue, unless the store failed less than
+        `retry_after_s` ago (then the call waits for the next attempt or for `end`)."""
+        if not self.enabled or self.run_id is None:
+            return
+        self._pending.append((what, method, args, kwargs))
+        if time.monotonic() >= self._retry_at:
+            self._flush()
+
+    def _flush(self) -> bool:
+        while self._pending:
+            what, method, args, kwargs = self._pending[0]
+            try:
+                self._invoke(method, *args, **kwargs)
+            except Exception as err:  # noqa: BLE001 — any store failure must not stop training
+                if _is_permanent(err):
+                    self._pending.pop(0)
+                    self._warn(f"MLflow refused {what} ({type(err).__name__}: {err}); skipped.")
+                    continue
+                if not self._down:
+                    self._warn(
+                        f"MLflow tracking failed while {what} ({type(err).__name__}: {err}); "
+                        "training continues and the run record and checkpoints are still written "
+                        f"locally; MLflow calls are queued and retried every {self.retry_after_s:.0f}s "
+                        "and when the run ends.")
+                self._down, self._retry_at = True, time.monotonic() + self.retry_after_s
+                return False
+            self._pending.pop(0)
+        if self._down:
+            self._down = False
+            log.warning("MLflow tracking is back; queued calls were sent")
+        return True
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def start(self, experiment: str, run_name: str, run_id: str | None = None, *,
+              owner: str | None = None, adopt: bool = False) -> str | None:
+        """Open the run and return its id (None when tracking is off or the store is unusable).
+
+        `run_id` (from a checkpoint) is reopened, so a resumed run is not duplicated; failing
+        that, with `adopt`, the newest unfinished run tagged with `owner` (a run killed before
+        its first checkpoint); otherwise a new run is created. The caller holds `owner`'s run
+        folder exclusively, so any other of its runs still marked RUNNING was killed: it is
+        marked KILLED.
+        """
         if not self.enabled:
             return None
+        uri = tracking_uri()
+        if uri.startswith(("http://", "https://")):
+            for key, value in HTTP_BUDGET.items():
+                os.environ.setdefault(key, value)
         try:
             import mlflow
             from mlflow.tracking import MlflowClient
-            mlflow.set_tracking_uri(tracking_uri())
-            self._client = MlflowClient(tracking_uri())
+            mlflow.set_tracking_uri(uri)
+            with store_init_lock(uri):
+                self._client = MlflowClient(client_uri(uri))
+            exp_id = self._experiment_id(experiment)
+            owned = self._owned_runs(exp_id, owner)
+            reopen = self._existing(run_id) if run_id else None
+            if reopen is None and adopt:
+                reopen = next((r.info.run_id for r in owned if r.info.status != "FINISHED"), None)
+            for run in owned:
+                if run.info.status == "RUNNING" and run.info.run_id != reopen:
+                    self._invoke("set_terminated", run.info.run_id, "KILLED")
+                    print(f"MLflow run {run.info.run_id} was left RUNNING by a killed process; "
+                          "marked KILLED")
+            if reopen:
+                self._invoke("update_run", reopen, status="RUNNING")
+                self.run_id = reopen
+            else:
+                tags = {OWNER_TAG: owner} if owner else None
+                self.run_id = self._invoke("create_run", exp_id, run_name=run_name,
+                                           tags=tags).info.run_id
         except Exception as err:  # noqa: BLE001
-            self._fail("connecting", err)
+            self._disable("opening the run", err)
             return None
-        if run_id:
-            self._call("reopening the run", "update_run", run_id, status="RUNNING")
-            self.run_id = run_id if self.enabled else None
-            return self.run_id
-        exp = self._call("looking up the experiment", "get_experiment_by_name", experiment)
-        exp_id = exp.experiment_id if exp else self._call(
-            "creating the experiment", "create_experiment", experiment)
-        if exp_id is None:
-            return None
-        run = self._call("creating the run", "create_run", exp_id, run_name=run_name)
-        self.run_id = run.info.run_id if run else None
         return self.run_id
+
+    def _experiment_id(self, name: str) -> str:
+        exp = self._invoke("get_experiment_by_name", name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self._invoke("create_experiment", name)
+        except Exception:  # noqa: BLE001 — another run created it first
+            exp = self._invoke("get_experiment_by_name", name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def _owned_runs(self, exp_id: str, owner: str | None) -> list:
+        if not owner or "'" in owner:
+            return []
+        return self._invoke("search_runs", [exp_id], filter_string=f"tags.`{OWNER_TAG}` = '{owner}'",
+                            order_by=["attributes.start_time DESC"], max_results=100)
+
+    def _existing(self, run_id: str) -> str | None:
+        try:
+            return self._invoke("get_run", run_id).info.run_id
+        except Exception as err:  # noqa: BLE001
+            if not _is_permanent(err):
+                raise
+            print(f"MLflow run {run_id} named by the checkpoint is not in {tracking_uri()}; "
+                  "starting a new MLflow run for this training run")
+            return None
+
+    def logged_steps(self, key: str) -> set[int] | None:
+        """Steps at which `key` is already recorded (None if unknown): what a resumed run need
+        not send again."""
+        if not self.enabled or self.run_id is None or self._down:
+            return None
+        try:
+            return {m.step for m in self._invoke("get_metric_history", self.run_id, key)}
+        except Exception:  # noqa: BLE001
+            return None
 
     def log_params(self, params: dict) -> None:
         if not self.enabled:
@@ -79,13 +239,13 @@ class Tracker:
         from mlflow.entities import Param
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            self._call("logging params", "log_batch", self.run_id, params=items[i:i + 100])
+            self._send("logging params", "log_batch", self.run_id, params=items[i:i + 100])
 
     def set_tags(self, tags: dict) -> None:
         if not self.enabled:
             return
         from mlflow.entities import RunTag
-        self._call("setting tags", "log_batch", self.run_id,
+        self._send("setting tags", "log_batch", self.run_id,
                    tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
@@ -95,13 +255,18 @@ class Tracker:
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         for i in range(0, len(items), 500):
-            self._call("logging metrics", "log_batch", self.run_id, metrics=items[i:i + 500])
+            self._send("logging metrics", "log_batch", self.run_id, metrics=items[i:i + 500])
 
     def log_artifact(self, path: Path, subdir: str | None = None) -> None:
-        self._call("uploading an artifact", "log_artifact", self.run_id, str(path), subdir)
+        self._send("uploading an artifact", "log_artifact", self.run_id, str(path), subdir)
 
     def end(self, status: str = "FINISHED") -> None:
-        """Close the run as FINISHED, FAILED or KILLED (never left RUNNING)."""
-        if self.run_id:
-            # Tried even after an earlier failure, so a run is not left RUNNING if the store is back.
-            self._call("closing the run", "set_terminated", self.run_id, status, force=True)
+        """Send what is queued and close the run as FINISHED, FAILED or KILLED."""
+        if not self.enabled or self.run_id is None:
+            return
+        self._pending.append(("closing the run", "set_terminated", (self.run_id, status), {}))
+        if not self._flush():
+            self._warn(f"{len(self._pending)} MLflow call(s) for run {self.run_id} could not be "
+                       "sent, the last being its close: the run record and checkpoints are "
+                       "complete, its MLflow entry is not. The next `repro train` in the same run "
+                       "folder marks the run KILLED (or reopens it with --resume).")

@@ -5,6 +5,13 @@ learning-rate decay and early stopping -> test evaluation of the best checkpoint
 MLflow run and plots. A run directory holds `last.pt` (written atomically every epoch, what
 `--resume` restores: model, optimiser, step, epoch, RNG state, history, MLflow run id) and
 `best.pt` (the parameters with the best validation objective).
+
+Surviving kills: a checkpoint becomes visible only by an atomic rename (a `.part` file left by
+a kill mid-write is never read, and is removed at the next start); a run folder is locked while
+a process trains in it; a resumed run replays the same batches and random numbers, so it ends
+with exactly the parameters of an uninterrupted one; its MLflow run is reopened and any epoch
+whose metrics did not reach MLflow before the kill is sent again (see `repro.tracking` for runs
+killed and never resumed).
 """
 from __future__ import annotations
 
@@ -12,7 +19,9 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +39,16 @@ from repro.tracking import Tracker
 RUNS_DIR = Path("runs")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainError(RuntimeError):
+    """A run cannot go on for a reason the message states (the CLI prints it without a traceback)."""
+
+
+class TrainingDiverged(TrainError):
     """The loss or the parameters became NaN/inf; the last good checkpoint is kept."""
+
+
+class RunDirBusy(TrainError):
+    """Another process is training in the same run folder."""
 
 
 @dataclass
@@ -78,6 +95,45 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: Path, device) -> dict:
+    """`torch.load` restricted to tensors and plain containers (`weights_only=True`): a file
+    that would need arbitrary unpickling is refused, not executed."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        raise TrainError(f"{path} is not a checkpoint this code can load safely ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}); move it away to start "
+                         "afresh") from err
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path):
+    """Hold `run_dir` exclusively: two processes training in one folder would overwrite each
+    other's checkpoints. The lock dies with its process, so a killed run never leaves it stale."""
+    import fcntl
+    handle = open(run_dir / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunDirBusy(f"{run_dir} is in use by {holder}; wait for it to finish or use "
+                             "another --runs-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def run_owner(run_dir: Path) -> str:
+    """Who a run folder is (host and absolute path): the tag that ties MLflow runs to it."""
+    return f"{socket.gethostname()}:{Path(run_dir).resolve()}"
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -104,6 +160,16 @@ def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | No
           resume: bool = False, track: bool = True, progress: bool = True) -> RunResult:
     """Train, evaluate and record one run of `cfg`; see the module docstring."""
     validate(cfg)
+    run_dir = run_dir_for(cfg, runs_root)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_dir_lock(run_dir):
+        for stale in run_dir.glob("*.part"):   # a kill mid-write; never a checkpoint
+            stale.unlink()
+        return _train(cfg, run_dir, records_root, resume, track, progress)
+
+
+def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: bool, track: bool,
+           progress: bool) -> RunResult:
     started = time.time()
     commit = records.git_commit()  # the code this process runs, even if the tree changes later
     device = pick_device(cfg.train.device)
@@ -114,17 +180,15 @@ def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | No
     variant = get_paper(cfg.paper).variant(cfg.variant)
     model = variant.build(cfg, corpus).to(device)
     optimizer = build_optimizer(cfg, model)
-    run_dir = run_dir_for(cfg, runs_root)
-    run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
 
     state = {"step": 0, "epoch": 0, "best_val": math.inf, "stale_epochs": 0, "history": [],
              "mlflow_run_id": None, "wall_time_s": 0.0, "done": False}
     if resume and last_path.is_file():
-        ckpt = torch.load(last_path, map_location=device, weights_only=True)
+        ckpt = load_checkpoint(last_path, device)
         if json.loads(ckpt["config"]) != json.loads(cfg.to_json()):
-            raise RuntimeError(f"{last_path} was written by a different config; resume with the "
-                               "same overrides, or start afresh without --resume")
+            raise TrainError(f"{last_path} was written by a different config; resume with the "
+                             "same overrides, or start afresh without --resume")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
@@ -135,15 +199,15 @@ def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | No
     prior_wall = state["wall_time_s"]
     tracker = Tracker(enabled=track)
     run_name = f"{cfg.paper}/{cfg.variant}/{cfg.preset}/seed{cfg.seed}"
-    resumed_id = state["mlflow_run_id"]
-    state["mlflow_run_id"] = tracker.start(f"repro-{cfg.data.dataset}", run_name, resumed_id)
-    if not resumed_id:
-        tracker.log_params(flatten(cfg))
+    state["mlflow_run_id"] = tracker.start(f"repro-{cfg.data.dataset}", run_name, state["mlflow_run_id"],
+                                           owner=run_owner(run_dir), adopt=resume)
+    tracker.log_params(flatten(cfg))   # again on resume: a kill may have come before they were sent
     tags = {"paper": cfg.paper, "variant": cfg.variant, "method": f"{cfg.paper}/{cfg.variant}",
             "preset": cfg.preset, "seed": cfg.seed, "dataset": cfg.data.dataset,
             "substitute_for": cfg.data.substitute_for or "", "git_commit": commit,
             "data_sha256": corpus.sha256, "device": str(device)}
     tracker.set_tags(tags)
+    _resend_missing(tracker, [(_epoch_metrics(e), e["step"]) for e in state["history"]])
 
     status = "FAILED"
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -151,11 +215,11 @@ def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | No
         _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_path,
              progress, lambda: prior_wall + (time.time() - started))
         if best_path.is_file():
-            model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+            model.load_state_dict(load_checkpoint(best_path, device))
         result = evaluate_corpus(model, corpus, cfg.eval, device=device, seed=cfg.seed,
                                  batch_size=cfg.data.eval_batch_size, progress=progress)
         test_metrics = result.prefixed(cfg.eval.split)
-        tracker.log_metrics(test_metrics, state["step"])
+        _resend_missing(tracker, [(test_metrics, state["step"])])
         wall = prior_wall + (time.time() - started)
         record = {
             "paper": cfg.paper, "variant": cfg.variant, "preset": cfg.preset, "seed": cfg.seed,
@@ -236,9 +300,25 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
         save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "rng": rng_state(), "config": cfg.to_json(), "state": json.dumps(state)},
                     last_path)
-        tracker.log_metrics({k: v for k, v in entry.items() if k not in ("epoch", "step")}, state["step"])
+        tracker.log_metrics(_epoch_metrics(entry), state["step"])
         if progress:
             print(_epoch_line(entry))
+
+
+def _epoch_metrics(entry: dict) -> dict:
+    return {k: v for k, v in entry.items() if k not in ("epoch", "step")}
+
+
+def _resend_missing(tracker: Tracker, batches: list[tuple[dict, int]]) -> None:
+    """Log each (metrics, step) that MLflow does not have yet. A kill between a checkpoint and
+    its metrics leaves an epoch unlogged, and the resumed run does not train it again; a kill
+    after the test metrics were logged would otherwise log them twice."""
+    if not batches:
+        return
+    have = tracker.logged_steps(next(iter(batches[-1][0])))  # a batch is stored all or nothing
+    for metrics, step in batches:
+        if have is None or step not in have:
+            tracker.log_metrics(metrics, step)
 
 
 def _validation_eval(cfg):

@@ -5,6 +5,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Test models are tiny: one intra-op thread is as fast and does not fight other processes.
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("REPRO_DATA_DIR", str(SHARED_DATA))

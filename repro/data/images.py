@@ -157,11 +157,12 @@ def _mnist(cfg) -> ImageCorpus:
     cut = len(x) - MNIST_VALID_SIZE
     return ImageCorpus("mnist", {
         "train": ImageSplit(x[:cut], y[:cut], dynamic=True),
-        "valid": _fixed(x[cut:], y[cut:], "valid"),
-        "test": _fixed(x_test, y_test, "test"),
+        "valid": fixed_binarisation(x[cut:], y[cut:], "valid"),
+        "test": fixed_binarisation(x_test, y_test, "test"),
     }, data_sha256("mnist"))
 
 
-def _fixed(intensities: torch.Tensor, labels: torch.Tensor, split: str) -> ImageSplit:
+def fixed_binarisation(intensities: torch.Tensor, labels: torch.Tensor | None, split: str) -> ImageSplit:
+    """An evaluation split binarised once, with that split's fixed seed (the same in every run)."""
     gen = torch.Generator().manual_seed(EVAL_BINARIZATION_SEEDS[split])
     return ImageSplit(_bernoulli(intensities, gen), labels)

@@ -7,15 +7,78 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class OutputLayer(nn.Module):
-    """Hidden states -> summed target log-probabilities, computed in row chunks.
+def _chunked_target_log_prob(hidden, weight, bias, targets, chunk_rows: int, compute_dtype):
+    """`log_softmax(hidden @ weight.T + bias)[i, targets[i]]` per row, `(N, H) -> (N,)` fp32,
+    with at most `chunk_rows` rows of vocabulary logits in memory (for evaluation: no graph)."""
+    h, w, b = (t.to(compute_dtype) for t in (hidden, weight, bias))
+    token_lp = torch.empty(h.shape[0], device=h.device, dtype=torch.float32)
+    for start in range(0, h.shape[0], chunk_rows):
+        logits = torch.addmm(b, h[start:start + chunk_rows], w.t()).float()
+        # In place, and log_softmax rather than logsumexp: torch's logsumexp makes two (rows, V)
+        # temporaries, and the fused log-softmax kernel is ~25% faster per chunk here.
+        logp = torch.log_softmax(logits, 1, out=logits)
+        token_lp[start:start + chunk_rows] = logp.gather(1, targets[start:start + chunk_rows, None])[:, 0]
+    return token_lp
 
-    Only non-padding positions are projected (bucketed batches have little padding, but the
-    importance-sampled evaluation multiplies every row by K), and at most `chunk_rows` rows of
-    vocabulary logits exist at a time; the softmax runs in fp32 even under bf16 autocast.
+
+class _FusedTargetLogProb(torch.autograd.Function):
+    """The same `(N, H) -> (N,)` as `_chunked_target_log_prob`, differentiable, without
+    autograd's copies of the `(N, V)` vocabulary logits.
+
+    Forward computes the logits in one `(N, V)` buffer and overwrites it in place with
+    d(-log p)/d logits = softmax - onehot; backward is two matrix products with it. Autograd's
+    own path keeps the logits and the log-softmax output, fills a zero `(N, V)` gradient and runs
+    a log-softmax backward over it: three more passes over the largest tensor of the step
+    (benchmarks/README.md). The softmax is fp32; the matrix products run in `compute_dtype`
+    (under bf16 autocast the stored gradient is bf16 too, as autocast's own linear backward
+    would have it).
     """
 
-    def __init__(self, hidden_size: int, vocab_size: int, chunk_rows: int = 8192):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, compute_dtype):
+        h, w, b = (t.to(compute_dtype) for t in (hidden, weight, bias))
+        ctx.dtypes = compute_dtype, hidden.dtype, weight.dtype, bias.dtype
+        logits = torch.addmm(b, h, w.t()).float()   # no copy in fp32
+        logp = torch.log_softmax(logits, 1, out=logits)
+        token_lp = logp.gather(1, targets[:, None])[:, 0]
+        grad_logits = logp.exp_().scatter_add_(1, targets[:, None], logp.new_full((len(h), 1), -1.0))
+        ctx.save_for_backward(h, w, grad_logits.to(compute_dtype))
+        return token_lp
+
+    @staticmethod
+    def backward(ctx, grad_token_lp):
+        h, w, grad_logits = ctx.saved_tensors
+        compute_dtype, hidden_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        # d token_lp / d logits = -(softmax - onehot), times grad_token_lp per row: the row scale
+        # goes onto the (N, H) factors, never onto the (N, V) buffer.
+        scale = -grad_token_lp.to(compute_dtype)[:, None]
+        grad_hidden = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_hidden = (grad_logits @ w).mul_(scale).to(hidden_dtype)
+        if ctx.needs_input_grad[1]:
+            grad_weight = (grad_logits.t() @ (h * scale)).to(weight_dtype)
+        if ctx.needs_input_grad[2]:
+            grad_bias = (grad_logits.t() @ scale[:, 0]).to(bias_dtype)
+        return grad_hidden, grad_weight, grad_bias, None, None
+
+
+def _compute_dtype(device: torch.device) -> torch.dtype:
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return torch.float32
+
+
+class OutputLayer(nn.Module):
+    """Hidden states -> summed target log-probabilities.
+
+    Only non-padding positions are projected (bucketed batches have little padding, but the
+    importance-sampled evaluation multiplies every row by K). With gradients, projection,
+    log-softmax and cross-entropy gradient are one fused step (`_FusedTargetLogProb`); without,
+    at most `chunk_rows` rows of vocabulary logits exist at a time. The softmax runs in fp32
+    even under bf16 autocast.
+    """
+
+    def __init__(self, hidden_size: int, vocab_size: int, chunk_rows: int = 512):
         super().__init__()
         self.proj = nn.Linear(hidden_size, vocab_size)
         self.chunk_rows = chunk_rows
@@ -23,12 +86,14 @@ class OutputLayer(nn.Module):
     def forward(self, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """`hidden (N, T, H)`, `targets (N, T)`, `mask (N, T)` -> log p per sequence `(N,)`."""
         rows = mask.reshape(-1).nonzero().squeeze(1)
-        flat_hidden = hidden.reshape(-1, hidden.shape[-1])
-        flat_targets = targets.reshape(-1)
-        token_lp = torch.cat([
-            -F.cross_entropy(self.proj(flat_hidden[chunk]).float(), flat_targets[chunk],
-                             reduction="none")
-            for chunk in torch.split(rows, self.chunk_rows)])
+        flat_hidden = hidden.reshape(-1, hidden.shape[-1])[rows]
+        flat_targets = targets.reshape(-1)[rows]
+        args = (flat_hidden, self.proj.weight, self.proj.bias, flat_targets)
+        compute_dtype = _compute_dtype(hidden.device)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in args[:3]):
+            token_lp = _FusedTargetLogProb.apply(*args, compute_dtype)
+        else:
+            token_lp = _chunked_target_log_prob(*args, self.chunk_rows, compute_dtype)
         owner = rows // targets.shape[1]
         return torch.zeros(targets.shape[0], device=hidden.device).index_add_(0, owner, token_lp)
 

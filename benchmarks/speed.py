@@ -1,0 +1,474 @@
+"""Training and evaluation speed on this machine, measured side by side in one run.
+
+    REPRO_DATA_DIR=... python benchmarks/speed.py [--updates 120] [--eval-sentences 24] ...
+
+Prints one table (benchmarks/README.md keeps the latest one with its command and load):
+
+1. the machine's ceilings: fp32 and bf16 matrix-multiply GFLOP/s (best of `--mm-repeats`), for a
+   large square product and for the output projection's own shape;
+2. training at Bowman size (embedding 353, LSTM 191, z 13, batch 32, PTB) for a plain reference
+   loop written the way most public text-VAE code is (fp32 `nn.LSTM`, full-vocabulary
+   cross-entropy with `ignore_index`, `.item()` logging every batch, per-tensor Adam, batches of
+   equal-length sentences as in He et al. 2019's iterator) and for our path (`TextVAE`, the
+   trainer's optimiser and inner loop, bucketed batches, optionally bf16 autocast): the same
+   number of updates from the same initialisation, interleaved in blocks so both see the same
+   machine load; tokens/s, achieved GFLOP/s and validation negative ELBO after the updates;
+3. IW-NLL at K = `--iw-samples` on the first `--eval-sentences` PTB test sentences through
+   `repro.evaluate.evaluate`, interleaved batch by batch with a reference-style loop (full
+   logits, cross-entropy per sample chunk); the full test set's time is extrapolated by tokens;
+4. the exact NLL of the 2-layer LSTM LM on PTB test, the same way.
+
+FLOPs are counted from the shapes (multiply-adds x 2 of the output projection and the LSTMs;
+embeddings, softmax and elementwise work are not counted), per real target token; training
+counts forward + backward as 3x forward. So "achieved GFLOP/s" is useful work per second, and
+its fraction of the measured fp32 ceiling says how much of the machine the code uses.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro.config import DataConfig, OptimConfig, RunConfig
+from repro.data import load_corpus
+from repro.evaluate import evaluate
+from repro.models import LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
+from repro.train import autocast, build_optimizer
+
+
+# ---------------------------------------------------------------- machine ceilings
+
+def matmul_gflops(m: int, k: int, n: int, dtype: torch.dtype, repeats: int) -> float:
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best / 1e9
+
+
+def ceilings(repeats: int) -> dict[str, float]:
+    """Best-of-`repeats` GFLOP/s, fp32 and bf16 alternated so both see the same load."""
+    shapes = {"square 2048": (2048, 2048, 2048), "projection 800x191 @ 191x10002": (800, 191, 10002)}
+    out = {}
+    for name, shape in shapes.items():
+        for _ in range(3):   # alternate, keep the best of each
+            for dtype in (torch.float32, torch.bfloat16):
+                key = f"{name} {str(dtype)[6:]}"
+                out[key] = max(out.get(key, 0.0), matmul_gflops(*shape, dtype, max(1, repeats // 3)))
+    return out
+
+
+# ---------------------------------------------------------------- FLOPs from shapes
+
+def lstm_flops_per_token(lstm: nn.LSTM) -> int:
+    total, width = 0, lstm.input_size
+    for _ in range(lstm.num_layers):
+        total += 2 * 4 * lstm.hidden_size * (width + lstm.hidden_size)
+        width = lstm.hidden_size
+    return total
+
+
+def decoder_flops_per_token(decoder) -> int:
+    proj = decoder.out.proj
+    return 2 * proj.in_features * proj.out_features + lstm_flops_per_token(decoder.lstm)
+
+
+def vae_flops_per_token(model: TextVAE) -> int:
+    return decoder_flops_per_token(model.decoder) + lstm_flops_per_token(model.encoder.lstm)
+
+
+# ---------------------------------------------------------------- the reference loop
+
+class ReferenceVAE(nn.Module):
+    """Bowman's LSTM VAE as most public code writes it: whole-vocabulary logits for every position
+    (padding included, masked by `ignore_index`), cross-entropy on them, last LSTM state as the
+    sentence code. Parameters mirror `TextVAE`'s, so it starts from the same initialisation."""
+
+    def __init__(self, vocab_size, embed, hidden, latent, pad):
+        super().__init__()
+        self.pad = pad
+        self.enc_embed = nn.Embedding(vocab_size, embed)
+        self.enc_lstm = nn.LSTM(embed, hidden, batch_first=True)
+        self.to_gaussian = nn.Linear(hidden, 2 * latent)
+        self.dec_embed = nn.Embedding(vocab_size, embed)
+        self.dec_lstm = nn.LSTM(embed, hidden, batch_first=True)
+        self.z_to_state = nn.Linear(latent, hidden)
+        self.proj = nn.Linear(hidden, vocab_size)
+
+    NAMES = {"encoder.embed": "enc_embed", "encoder.lstm": "enc_lstm",
+             "encoder.to_gaussian": "to_gaussian", "decoder.embed": "dec_embed",
+             "decoder.lstm": "dec_lstm", "decoder.z_to_state": "z_to_state", "decoder.out.proj": "proj"}
+
+    @classmethod
+    def from_textvae(cls, model: TextVAE) -> "ReferenceVAE":
+        cfg = model.cfg
+        ref = cls(len(model.vocab), cfg.embed_size, cfg.decoder_hidden, cfg.latent_size, model.vocab.pad)
+        ref.load_state_dict({cls._rename(k): v for k, v in model.state_dict().items()})
+        return ref
+
+    def to_textvae(self, model: TextVAE) -> TextVAE:
+        back = {v: k for k, v in self.NAMES.items()}
+        out = copy.deepcopy(model)
+        out.load_state_dict({back[k.split(".")[0]] + k[len(k.split(".")[0]):]: v
+                             for k, v in self.state_dict().items()})
+        return out
+
+    @classmethod
+    def _rename(cls, key):
+        for ours, theirs in cls.NAMES.items():
+            if key.startswith(ours + "."):
+                return theirs + key[len(ours):]
+        raise KeyError(key)
+
+    def encode(self, targets, num_targets):
+        out, _ = self.enc_lstm(self.enc_embed(targets))
+        return self.to_gaussian(out[torch.arange(len(targets)), num_targets - 1]).chunk(2, -1)
+
+    def reconstruction(self, inputs, targets, z):
+        """`z (B, d)` -> -log p(x|z) per sentence `(B,)` over the full-vocabulary logits."""
+        c0 = self.z_to_state(z).unsqueeze(0)
+        out, _ = self.dec_lstm(self.dec_embed(inputs), (torch.tanh(c0), c0))
+        logits = self.proj(out)
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                              ignore_index=self.pad, reduction="none")
+        return nll.view(targets.shape).sum(1)
+
+    def loss(self, batch):
+        inputs, targets = batch.inputs, batch.targets
+        mu, logvar = self.encode(targets, batch.num_targets)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
+        rec = self.reconstruction(inputs, targets, z)
+        return (rec + kl).mean(), rec, kl
+
+
+def equal_length_batches(split, batch_size: int, vocab, seed: int, epoch: int):
+    """He et al. 2019's iterator: sentences grouped by exact length, cut into batches of at most
+    `batch_size`, batch order shuffled each epoch."""
+    lengths = split.lengths
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    batches = []
+    for length in torch.unique(lengths).tolist():
+        same = (lengths == length).nonzero().squeeze(1)
+        same = same[torch.randperm(len(same), generator=gen)]
+        batches.extend(torch.split(same, batch_size))
+    for i in torch.randperm(len(batches), generator=gen).tolist():
+        yield split.make_batch(batches[i], vocab)
+
+
+def endless(make_epoch):
+    epoch = 0
+    while True:
+        yield from make_epoch(epoch)
+        epoch += 1
+
+
+class ReferenceTrainer:
+    """fp32, per-tensor Adam, clip 5, the loss read back with `.item()` every batch."""
+
+    def __init__(self, model: ReferenceVAE, corpus, batch_size, lr, clip, seed):
+        self.model, self.clip = model, clip
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=False)
+        self.batches = endless(lambda e: equal_length_batches(corpus.split("train"), batch_size,
+                                                              corpus.vocab, seed, e))
+        self.tokens, self.seconds, self.cpu_seconds, self.log = 0, 0.0, 0.0, []
+
+    def run(self, updates: int):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for _ in range(updates):
+            batch = next(self.batches)
+            loss, rec, kl = self.model.loss(batch)
+            self.optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            self.optimizer.step()
+            self.log.append((loss.item(), rec.sum().item(), kl.sum().item()))
+            self.tokens += int(batch.num_targets.sum())
+        self.seconds += time.perf_counter() - start
+        self.cpu_seconds += time.process_time() - cpu_start
+
+
+class OurTrainer:
+    """The inner loop of `repro.train._fit`: the trainer's optimiser, bucketed batches, autocast,
+    no host read-back inside the loop."""
+
+    def __init__(self, model, corpus, cfg: RunConfig, bf16: bool):
+        self.model, self.cfg, self.bf16 = model, cfg, bf16
+        self.optimizer = build_optimizer(cfg, model)
+        self.batches = endless(lambda e: corpus.batches("train", cfg.data.batch_size, shuffle=True,
+                                                        seed=cfg.seed, epoch=e))
+        self.step, self.tokens, self.seconds, self.cpu_seconds, self.sums = 0, 0, 0.0, 0.0, {}
+
+    def run(self, updates: int):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        device = torch.device("cpu")
+        for _ in range(updates):
+            batch = next(self.batches)
+            with autocast(device, self.bf16):
+                terms = self.model.loss(batch, self.step)
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            for key, value in terms.items():
+                self.sums[key] = self.sums.get(key, 0.0) + value.detach().float()
+            self.tokens += int(batch.num_targets.sum())
+        self.seconds += time.perf_counter() - start
+        self.cpu_seconds += time.process_time() - cpu_start
+
+
+def validation_elbo(model: TextVAE, corpus, sentences: int | None) -> float:
+    split = corpus.split("valid")
+    split = split.subset(sentences) if sentences else split
+    from repro.data.text import bucketed_batches
+    result = evaluate(model, bucketed_batches(split, 64, corpus.vocab, shuffle=False),
+                      ("elbo",), iw_samples=1, iw_chunk=1, seed=0)
+    return result.metrics["elbo"]
+
+
+def bench_training(corpus, args) -> list[dict]:
+    torch.manual_seed(args.seed)
+    cfg = RunConfig(paper="bench", variant="vae", model=TextVAEConfig(), preset="bench", seed=args.seed,
+                    data=DataConfig(), optim=OptimConfig())
+    ours = TextVAE(cfg.model, corpus.vocab)
+    init = copy.deepcopy(ours)
+    contenders = {"reference loop (fp32)": ReferenceTrainer(
+        ReferenceVAE.from_textvae(init), corpus, cfg.data.batch_size, cfg.optim.lr,
+        cfg.optim.grad_clip, args.seed)}
+    contenders["ours (fp32)"] = OurTrainer(ours, corpus, cfg, bf16=False)
+    if args.bf16:
+        contenders["ours (bf16 autocast)"] = OurTrainer(copy.deepcopy(init), corpus, cfg, bf16=True)
+    for trainer in contenders.values():   # warm-up, not timed, not counted as updates
+        trainer.run(2)
+        trainer.tokens, trainer.seconds, trainer.cpu_seconds = 0, 0.0, 0.0
+    done = 0
+    while done < args.updates:
+        block = min(args.block, args.updates - done)
+        for trainer in contenders.values():
+            trainer.run(block)
+        done += block
+    flops = vae_flops_per_token(ours) * 3
+    rows = []
+    for name, trainer in contenders.items():
+        model = trainer.model.to_textvae(init) if isinstance(trainer, ReferenceTrainer) else trainer.model
+        tokens_s = trainer.tokens / trainer.seconds
+        rows.append({"name": name, "updates": args.updates + 2, "tokens/s": tokens_s,
+                     "tokens/cpu-s": trainer.tokens / trainer.cpu_seconds,
+                     "GFLOP/s": tokens_s * flops / 1e9, "seconds": trainer.seconds,
+                     "val -ELBO": validation_elbo(model, corpus, args.val_sentences)})
+    return rows
+
+
+# ---------------------------------------------------------------- evaluation
+
+def reference_iw_nll(ref: ReferenceVAE, batch, k: int, chunk: int) -> torch.Tensor:
+    """He et al.'s importance-weighted estimate written plainly: one sentence at a time (their
+    evaluation batch size), `chunk` samples of z at once, full-vocabulary logits, cross-entropy,
+    log-sum-exp over all K. `(B,)`."""
+    out = []
+    with torch.no_grad():
+        for i in range(batch.size):
+            n = int(batch.lengths[i])
+            tokens = batch.tokens[i:i + 1, :n]
+            inputs, targets = tokens[:, :-1], tokens[:, 1:]
+            mu, logvar = ref.encode(targets, batch.num_targets[i:i + 1])
+            std, weights = torch.exp(0.5 * logvar), []
+            for _ in range(0, k, chunk):
+                eps = torch.randn(chunk, mu.shape[-1])
+                z = mu + std * eps
+                rec = ref.reconstruction(inputs.expand(chunk, -1), targets.expand(chunk, -1), z)
+                log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
+                log_q = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+                weights.append(-rec + log_pz - log_q)
+            out.append(-(torch.logsumexp(torch.cat(weights), 0) - math.log(k)))
+    return torch.stack(out)
+
+
+def reference_lm_nll(model: LSTMLM, batch) -> torch.Tensor:
+    with torch.no_grad():
+        inputs, targets = batch.tokens[:, :-1], batch.tokens[:, 1:]
+        out, _ = model.decoder.lstm(model.decoder.embed(inputs))
+        logits = model.decoder.out.proj(out)
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                              ignore_index=batch.pad_id, reduction="none")
+        return nll.view(targets.shape).sum(1)
+
+
+class PeakRSS:
+    """Peak resident memory of this process inside the block (Linux: VmHWM, reset on entry)."""
+
+    def __enter__(self):
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")
+        except OSError:
+            pass
+        self.base = self._read("VmRSS")
+        return self
+
+    def __exit__(self, *exc):
+        self.peak = self._read("VmHWM")
+
+    @staticmethod
+    def _read(field):
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024   # MiB
+        return float("nan")
+
+
+def bench_eval(name, model, corpus, args, ours_fn, ref_fn, flops_per_token, memory_k) -> list[dict]:
+    """Ours and the reference interleaved batch by batch on the first test sentences; then peak
+    memory of ours alone on the longest batch of the whole test split with K = `memory_k`
+    (one sample chunk: memory does not grow with K beyond it)."""
+    split = corpus.split("test")
+    sentences = args.eval_sentences if model.has_latent else (args.lm_sentences or len(split))
+    subset = split.subset(sentences)
+    from repro.data.text import bucketed_batches
+    batches = list(bucketed_batches(subset, args.eval_batch_size, corpus.vocab, shuffle=False))
+    times, cpu = {"ours": 0.0, "reference": 0.0}, {"ours": 0.0, "reference": 0.0}
+    values = {"ours": [], "reference": []}
+    for batch in batches:
+        for key, fn in (("ours", ours_fn), ("reference", ref_fn)):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            values[key].append(fn(batch))
+            times[key] += time.perf_counter() - start
+            cpu[key] += time.process_time() - cpu_start
+    longest = max(bucketed_batches(split, args.eval_batch_size, corpus.vocab, shuffle=False),
+                  key=lambda batch: batch.tokens.numel())
+    with PeakRSS() as mem:
+        evaluate(model, [longest], ("nll",), iw_samples=memory_k, iw_chunk=args.iw_chunk, seed=0)
+    subset_tokens, full_tokens = subset.num_tokens(), split.num_tokens()
+    rows = []
+    for key in ("reference", "ours"):
+        seconds = times[key]
+        rows.append({"name": f"{name}: {key}", "sentences": len(subset),
+                     "sentences/s": len(subset) / seconds, "sentences/cpu-s": len(subset) / cpu[key],
+                     "GFLOP/s": subset_tokens * flops_per_token / seconds / 1e9,
+                     "full test (min)": seconds / subset_tokens * full_tokens / 60,
+                     "extrapolated": len(subset) < len(split),
+                     "nll": torch.cat(values[key]).mean().item(),
+                     "peak MiB": (mem.peak, mem.base, longest.tokens.shape) if key == "ours" else None})
+    return rows
+
+
+def bench_vae_eval(corpus, model, args):
+    def ours(batch):
+        return evaluate(model, [batch], ("nll",), iw_samples=args.iw_samples, iw_chunk=args.iw_chunk,
+                        seed=0).per_example["nll"]
+
+    ref = ReferenceVAE.from_textvae(model).eval()
+
+    def reference(batch):
+        return reference_iw_nll(ref, batch, args.iw_samples, args.iw_chunk)
+
+    flops = args.iw_samples * decoder_flops_per_token(model.decoder)
+    return bench_eval(f"VAE IW-NLL K={args.iw_samples}", model, corpus, args, ours, reference, flops,
+                      memory_k=args.iw_chunk)
+
+
+def bench_lm_eval(corpus, args):
+    torch.manual_seed(args.seed)
+    model = LSTMLM(LSTMLMConfig(num_layers=2), corpus.vocab).eval()
+
+    def ours(batch):
+        return evaluate(model, [batch], ("nll",), seed=0).per_example["nll"]
+
+    def reference(batch):
+        return reference_lm_nll(model, batch)
+
+    return bench_eval("LSTM LM (2 layers) exact NLL", model, corpus, args, ours, reference,
+                      decoder_flops_per_token(model.decoder), memory_k=1)
+
+
+# ---------------------------------------------------------------- the table
+
+def load_line() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} cores"
+
+
+def print_table(args, ceiling, train_rows, eval_rows, load_before, load_after, wall):
+    fp32_peak = max((v for k, v in ceiling.items() if k.endswith("float32")), default=math.nan)
+    print(f"\nSpeed on {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
+          f"torch threads; {load_before} at start, {load_after} at end; {wall:.0f} s in all.\n")
+    print("| what | wall clock | per CPU-second | vs reference (wall; CPU) | GFLOP/s, wall (share of fp32 ceiling) | notes |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for key, value in ceiling.items():
+        print(f"| matmul ceiling, {key} | {value:.0f} GFLOP/s | | | | best of {args.mm_repeats} |")
+    base = next((r for r in train_rows if r["name"].startswith("reference")), None)
+    for row in train_rows:
+        ratio = (f"{row['tokens/s'] / base['tokens/s']:.2f}x; {row['tokens/cpu-s'] / base['tokens/cpu-s']:.2f}x"
+                 if base and row is not base else "")
+        print(f"| train Bowman VAE, {row['name']} | {row['tokens/s']:,.0f} tokens/s | "
+              f"{row['tokens/cpu-s']:,.0f} tokens | {ratio} | {row['GFLOP/s']:.0f} ({row['GFLOP/s'] / fp32_peak:.0%}) | "
+              f"{row['updates']} updates from one initialisation; val -ELBO {row['val -ELBO']:.3f} |")
+    if train_rows and base:
+        worst = max(abs(r["val -ELBO"] / base["val -ELBO"] - 1) for r in train_rows)
+        print(f"| train: largest val -ELBO gap to the reference | {worst:.3%} | | | | must be < 1% |")
+    for i, row in enumerate(eval_rows):
+        ratio = ""
+        if not row["name"].endswith("reference"):
+            ref = eval_rows[i - 1]
+            ratio = (f"{row['sentences/s'] / ref['sentences/s']:.2f}x; "
+                     f"{row['sentences/cpu-s'] / ref['sentences/cpu-s']:.2f}x")
+        notes = (f"first {row['sentences']} test sentences, full test ({row['full test (min)']:.1f} min) "
+                 "extrapolated by tokens" if row["extrapolated"]
+                 else f"all {row['sentences']} test sentences: {row['full test (min)']:.1f} min")
+        notes += f"; NLL {row['nll']:.2f}"
+        if row["peak MiB"]:
+            peak, base_mib, shape = row["peak MiB"]
+            notes += (f"; peak RSS {peak:.0f} MiB ({peak - base_mib:+.0f} MiB during evaluation) on the "
+                      f"largest test batch {tuple(shape)}")
+        print(f"| {row['name']} | {row['sentences/s']:.2f} sentences/s | {row['sentences/cpu-s']:.2f} sentences | "
+              f"{ratio} | {row['GFLOP/s']:.0f} ({row['GFLOP/s'] / fp32_peak:.0%}) | {notes} |")
+    print("| dilated-CNN decoder (Yang et al. 2017) | pending | | | | repro/nn/cnn.py is being written |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--updates", type=int, default=120, help="timed updates per trainer")
+    parser.add_argument("--block", type=int, default=10, help="updates per interleaved block")
+    parser.add_argument("--val-sentences", type=int, default=None, help="validation prefix (default all)")
+    parser.add_argument("--bf16", action="store_true", help="also train ours under bf16 autocast")
+    parser.add_argument("--eval-sentences", type=int, default=24, help="test prefix for the IW-NLL")
+    parser.add_argument("--lm-sentences", type=int, default=None, help="test prefix for the LM (default all)")
+    parser.add_argument("--iw-samples", type=int, default=500)
+    parser.add_argument("--iw-chunk", type=int, default=100)
+    parser.add_argument("--eval-batch-size", type=int, default=64)
+    parser.add_argument("--mm-repeats", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--skip", default="", help="comma list of: ceilings,train,vae-eval,lm-eval")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    skip = set(filter(None, args.skip.split(",")))
+    started, load_before = time.time(), load_line()
+    corpus = load_corpus(DataConfig())
+    ceiling = ceilings(args.mm_repeats) if "ceilings" not in skip else {}
+    train_rows = bench_training(corpus, args) if "train" not in skip else []
+    eval_rows = []
+    if "vae-eval" not in skip:
+        torch.manual_seed(args.seed)
+        model = TextVAE(TextVAEConfig(), corpus.vocab)
+        eval_rows += bench_vae_eval(corpus, model, args)
+    if "lm-eval" not in skip:
+        eval_rows += bench_lm_eval(corpus, args)
+    print_table(args, ceiling, train_rows, eval_rows, load_before, load_line(), time.time() - started)
+
+
+if __name__ == "__main__":
+    main()

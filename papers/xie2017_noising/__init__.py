@@ -1,0 +1,47 @@
+"""Xie et al. 2017, *Data Noising as Smoothing in Neural Network Language Models* (ICLR 2017).
+
+Registers the paper's PTB language-modelling table as variants, and the `ptb_stream` dataset
+its stream LM reads; see `model.py` for the method and its implementation details,
+`presets.py` for the settings and every reduction, `reported.py` for what the card gives.
+Registration lives here, not in `model.py`, because the presets need the model's config class.
+"""
+from papers.xie2017_noising.model import NoisingLMConfig, build
+from papers.xie2017_noising.presets import MODELS, PRESETS, SIZES
+from papers.xie2017_noising.reported import CONTEXT, REPORTED
+from repro.registry import Paper, Variant, register_paper
+
+SCHEME_TEXT = {"none": "no noising (dropout only): the baseline",
+               "blank": "blank noising: input -> <_> with probability γ",
+               "unigram": "unigram noising: input -> unigram draw with probability γ",
+               "bigram-kn": "bigram KN noising: input and target -> continuation draws "
+                            "with probability γ N1+(x,•)/c(x)"}
+
+
+def _variant(name: str) -> Variant:
+    size, scheme = name.split("-", 1)
+    model = MODELS[name]
+    description = (f"2-layer LSTM LM, {SIZES[size]} units (paper preset), dropout {model.dropout}, "
+                   f"{SCHEME_TEXT[scheme]}" + (f", γ = {model.noise.gamma}" if scheme != "none" else ""))
+    return Variant(
+        name=name, description=description, model_config=NoisingLMConfig, build=build,
+        presets={p: (lambda make=make, name=name: make(name)) for p, make in PRESETS.items()},
+        reported=REPORTED[name])
+
+
+PAPER = register_paper(Paper(
+    name="xie2017_noising",
+    title="Xie et al. 2017 — Data Noising as Smoothing in Neural Network Language Models (PTB)",
+    citation=("Xie, Wang, Li, Lévy, Nie, Jurafsky, Ng. ICLR 2017. arXiv:1703.02573. "
+              "Code: stanfordmlgroup/nlm-noising."),
+    variants={name: _variant(name) for name in MODELS},
+    table_metrics=("test/ppl",),
+    notes=("`test/ppl` here is a stream perplexity: per token of the continuous PTB test stream, "
+           "`<eos>` counted, LSTM state carried across sentences, batch 1 (the paper's protocol). "
+           "It is not comparable with the per-sentence PTB perplexities of the sentence-VAE "
+           "papers (bowman2016 and others). The paper's PTB table was not retrieved, so no row "
+           "has a target; the claim to check is relative, each noising row against the "
+           "dropout-only row of the same size and preset "
+           "(`papers.xie2017_noising.reported.relative_gains`). " + CONTEXT),
+))
+
+__all__ = ["PAPER"]

@@ -1,0 +1,122 @@
+"""Presets for Yang et al. 2017: `smoke` (seconds, PTB), `cpu` (2 cores, PTB), `paper` (GPU, Yahoo).
+
+Variants are `<decoder>-<kind>`: decoder lstm | scnn | mcnn | lcnn | vlcnn, kind lm | vae |
+vae-init ("+ init"), fifteen rows.
+
+`paper` (Yahoo, 100k documents, 20k vocabulary; only valid/test are staged here, so it runs
+where the train file can be downloaded): embedding 512, LSTM 1024, latent 32, kernel 3 and
+dilations as on the card; the embedding/LSTM/latent sizes are the unofficial
+`ryokamoi/dcnn_textvae`'s (card: third-party). CNN width 512 with a 256-channel bottleneck,
+decoder dropout 0.3, batch 32, Adam 1e-3 with gradient clipping 5, linear KL warm-up over
+30,000 updates (about ten Yahoo epochs), up to 40 epochs with early stopping after 5 without
+a better validation ELBO, 3 LM epochs for "+ init" (kept below the patience, since the
+validation bound does not improve while only the encoder trains), IW-NLL with K = 500: all
+ours, the card has none of them.
+
+`cpu` and `smoke` run on PTB as a declared substitute (`data.substitute_for="yahoo"`): PTB
+sentences (about 22 targets) are a quarter of a Yahoo document (about 79), so the paper's
+dilation sets would give every decoder a receptive field longer than the sentence. We keep the
+paper's shape -- SCNN one doubling cycle cut short, MCNN one cycle, LCNN two, VLCNN three --
+with the cycle [1, 2, 4] instead of [1, 2, 4, 8, 16] (card: "smaller dilation sets"):
+receptive fields 7 / 15 / 29 / 43 tokens, 0.3 / 0.7 / 1.3 / 2.0 sentence lengths, near the
+paper's 0.2 / 0.8 / 1.6 / 2.4 document lengths.
+
+Reductions in `cpu` (besides the substitute data): embedding 128, LSTM 192, CNN width 192 with
+a 96-channel bottleneck (Bowman's PTB scale instead of 512/1024), PTB's 10k vocabulary, 8 VAE
+epochs (KL warm-up over the first 2,600 updates, about two PTB epochs) with no early stopping,
+one LM epoch for "+ init", IW-NLL with K = 100 importance samples instead of 500
+(`repro eval RUN --set eval.iw_samples=500` re-scores a run).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from papers.yang2017_dilated_cnn.model import CNNLMConfig, CNNVAEConfig, LSTMVAEConfig
+from repro.config import DataConfig, EvalConfig, KLScheduleConfig, OptimConfig, RunConfig, TrainConfig
+from repro.models import LSTMLMConfig
+
+PAPER = "yang2017_dilated_cnn"
+DECODERS = ("lstm", "scnn", "mcnn", "lcnn", "vlcnn")
+KINDS = ("lm", "vae", "vae-init")
+VARIANTS = tuple(f"{decoder}-{kind}" for decoder in DECODERS for kind in KINDS)
+
+PAPER_DILATIONS = {                       # card, "Dilation schedules"
+    "scnn": (1, 2, 4),
+    "mcnn": (1, 2, 4, 8, 16),
+    "lcnn": (1, 2, 4, 8, 16) * 2,
+    "vlcnn": (1, 2, 4, 8, 16) * 3,
+}
+PTB_DILATIONS = {                         # the PTB substitute (module docstring)
+    "scnn": (1, 2),
+    "mcnn": (1, 2, 4),
+    "lcnn": (1, 2, 4) * 2,
+    "vlcnn": (1, 2, 4) * 3,
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Everything that differs between presets."""
+
+    dilations: dict
+    embed: int
+    lstm_hidden: int          # encoder, LSTM decoder and LSTM-LM
+    channels: int
+    bottleneck: int
+    latent: int
+    dropout: float
+    kl_warmup_steps: int
+    init_epochs: int          # "+ init" LM epochs, added to the run's epochs
+    data: DataConfig
+    train: TrainConfig
+    eval: EvalConfig
+
+
+def _ptb(**changes) -> DataConfig:
+    return DataConfig(dataset="ptb", substitute_for="yahoo", **changes)
+
+
+SCALES = {
+    "smoke": Scale(PTB_DILATIONS, embed=16, lstm_hidden=16, channels=16, bottleneck=8,
+                   latent=4, dropout=0.0, kl_warmup_steps=5, init_epochs=1,
+                   data=_ptb(train_fraction=0.005, max_vocab=500),
+                   # One thread: on tensors this small, intra-op threads only add overhead.
+                   train=TrainConfig(epochs=1, threads=1),
+                   eval=EvalConfig(iw_samples=4, iw_chunk=2, max_examples=40)),
+    "cpu": Scale(PTB_DILATIONS, embed=128, lstm_hidden=192, channels=192, bottleneck=96,
+                 latent=32, dropout=0.3, kl_warmup_steps=2600, init_epochs=1,
+                 data=_ptb(),
+                 train=TrainConfig(epochs=8),
+                 eval=EvalConfig(iw_samples=100, iw_chunk=50)),
+    "paper": Scale(PAPER_DILATIONS, embed=512, lstm_hidden=1024, channels=512,
+                   bottleneck=256, latent=32, dropout=0.3, kl_warmup_steps=30_000, init_epochs=3,
+                   data=DataConfig(dataset="yahoo", max_vocab=20_000),
+                   train=TrainConfig(epochs=40, early_stop_patience=5),
+                   eval=EvalConfig(iw_samples=500, iw_chunk=100)),
+}
+
+
+def model_config(variant: str, s: Scale):
+    decoder, kind = variant.split("-", 1)
+    if kind == "lm":
+        if decoder == "lstm":
+            return LSTMLMConfig(embed_size=s.embed, hidden_size=s.lstm_hidden, dropout=s.dropout)
+        return CNNLMConfig(embed_size=s.embed, hidden_size=s.channels, bottleneck=s.bottleneck,
+                           dilations=s.dilations[decoder], dropout=s.dropout)
+    vae = dict(embed_size=s.embed, encoder_hidden=s.lstm_hidden, latent_size=s.latent,
+               z_mode="input", decoder_dropout=s.dropout,
+               kl=KLScheduleConfig(kind="linear", warmup_steps=s.kl_warmup_steps),
+               encoder_init_epochs=s.init_epochs if kind == "vae-init" else 0)
+    if decoder == "lstm":
+        return LSTMVAEConfig(decoder_hidden=s.lstm_hidden, **vae)
+    return CNNVAEConfig(decoder_hidden=s.channels, bottleneck=s.bottleneck,
+                        dilations=s.dilations[decoder], **vae)
+
+
+def make(variant: str, preset: str) -> RunConfig:
+    s = SCALES[preset]
+    model = model_config(variant, s)
+    epochs = s.train.epochs + getattr(model, "encoder_init_epochs", 0)
+    return RunConfig(paper=PAPER, variant=variant, preset=preset, model=model, data=replace(s.data),
+                     optim=OptimConfig(lr=1e-3, grad_clip=5.0),
+                     train=replace(s.train, epochs=epochs), eval=replace(s.eval))

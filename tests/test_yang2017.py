@@ -1,0 +1,179 @@
+"""Yang et al. 2017 (papers/yang2017_dilated_cnn): the variants' configs against the paper card,
+the "+ init" phase switch, the reported numbers, and every variant's smoke preset trained end to
+end (the qualitative claims are checked on the cpu records, not here)."""
+import math
+
+import pytest
+import torch
+
+from papers.yang2017_dilated_cnn.model import CNNLM, CNNVAE, LSTMVAE, build, updates_per_epoch
+from papers.yang2017_dilated_cnn.presets import VARIANTS
+from repro import schedules
+from repro.data import load_corpus
+from repro.generate import beam_decode, decode
+from repro.model import LanguageModel
+from repro.nn.cnn import DilatedCNNDecoder, receptive_field
+from repro.registry import get_paper, resolve
+from repro.train import train
+
+PAPER = "yang2017_dilated_cnn"
+CARD_DILATIONS = {
+    "scnn": [1, 2, 4],
+    "mcnn": [1, 2, 4, 8, 16],
+    "lcnn": [1, 2, 4, 8, 16] * 2,
+    "vlcnn": [1, 2, 4, 8, 16] * 3,
+}
+CNNS = list(CARD_DILATIONS)
+
+
+def config(variant, preset):
+    return resolve(PAPER, variant, preset)[1]
+
+
+def test_one_variant_per_row_lm_vae_and_vae_init_for_each_decoder():
+    expected = {f"{d}-{k}" for d in ["lstm", *CNNS] for k in ("lm", "vae", "vae-init")}
+    assert set(get_paper(PAPER).variants) == set(VARIANTS) == expected
+
+
+@pytest.mark.parametrize("name", CNNS)
+def test_paper_preset_decoders_are_the_cards(name):
+    for kind in ("lm", "vae", "vae-init"):
+        cfg = config(f"{name}-{kind}", "paper")
+        assert list(cfg.model.dilations) == CARD_DILATIONS[name]
+        assert cfg.model.kernel_size == 3
+        assert cfg.data.dataset == "yahoo" and cfg.data.substitute_for is None
+
+
+def test_paper_preset_vaes_have_the_cards_encoder_latent_and_z_path():
+    for variant in [v for v in VARIANTS if "vae" in v]:
+        model = config(variant, "paper").model
+        assert model.latent_size == 32
+        assert model.z_mode == "input"                     # z concatenated to the embedding
+        assert not getattr(model, "z_every_layer", False)  # the card's input-only form
+        assert model.kl.kind == "linear" and model.kl.max_weight == 1.0
+
+
+def test_paper_receptive_fields_grow_from_scnn_to_vlcnn():
+    fields = [receptive_field(config(f"{n}-vae", "paper").model.dilations, 3) for n in CNNS]
+    assert fields == [15, 63, 125, 187]
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_substitute_presets_declare_ptb_for_yahoo_and_keep_the_papers_shape(preset):
+    for variant in VARIANTS:
+        cfg = config(variant, preset)
+        assert (cfg.data.dataset, cfg.data.substitute_for) == ("ptb", "yahoo")
+    dilations = {n: list(config(f"{n}-vae", preset).model.dilations) for n in CNNS}
+    assert dilations["lcnn"] == dilations["mcnn"] * 2 and dilations["vlcnn"] == dilations["mcnn"] * 3
+    fields = [receptive_field(dilations[n], 3) for n in CNNS]
+    assert fields == [7, 15, 29, 43]                        # about 0.3 to 2 PTB sentence lengths
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
+def test_only_init_variants_pretrain_and_they_get_extra_epochs_for_it(preset):
+    for decoder in ["lstm", *CNNS]:
+        plain, init = config(f"{decoder}-vae", preset), config(f"{decoder}-vae-init", preset)
+        assert plain.model.encoder_init_epochs == 0 < init.model.encoder_init_epochs
+        assert init.train.epochs == plain.train.epochs + init.model.encoder_init_epochs
+        # The validation bound cannot improve while only the encoder trains.
+        patience = init.train.early_stop_patience
+        assert patience is None or init.model.encoder_init_epochs < patience
+
+
+def test_reported_numbers_are_the_cards():
+    paper = get_paper(PAPER)
+    best = paper.variant("lcnn-vae-init").reported
+    assert {k: (r.value, r.tag) for k, r in best.items()} == {
+        "test/elbo": (332.1, "verified"), "test/kl": (10.0, "verified"),
+        "test/elbo_ppl": (63.9, "verified")}
+    lm = paper.variant("lstm-lm").reported
+    assert (lm["test/nll"].value, lm["test/ppl"].value) == (334.9, 66.2)
+    assert paper.variant("lstm-vae").reported["test/elbo"].value == 342.1
+    assert paper.variant("lstm-vae-init").reported["test/elbo"].value == 339.2
+    assert paper.variant("lcnn-lm").reported["test/nll"].value == 335.4
+    assert paper.variant("lcnn-vae").reported["test/kl"].value == 6.7
+    unverified = [r for v in paper.variants.values() for r in v.reported.values()
+                  if r.tag != "verified"]
+    assert unverified and all(r.tag == "unverified (memory)" for r in unverified)
+    assert not any(paper.variant(f"{n}-{k}").reported
+                   for n in ("scnn", "mcnn", "vlcnn") for k in ("lm", "vae", "vae-init"))
+
+
+@pytest.fixture(scope="module")
+def smoke_corpus():
+    return load_corpus(config("scnn-vae-init", "smoke").data)
+
+
+def test_build_gives_each_row_its_model(smoke_corpus):
+    kinds = {"lstm-lm": LanguageModel, "lstm-vae": LSTMVAE, "scnn-lm": CNNLM, "vlcnn-vae-init": CNNVAE}
+    for variant, cls in kinds.items():
+        cfg = config(variant, "smoke")
+        model = build(cfg, smoke_corpus)
+        assert isinstance(model, cls)
+        if "cnn" in variant:
+            assert isinstance(model.decoder, DilatedCNNDecoder)
+            assert model.decoder.dilations == tuple(cfg.model.dilations)
+            assert not any(isinstance(m, torch.nn.LSTM) for m in model.decoder.modules())
+
+
+def test_init_steps_are_whole_epochs(smoke_corpus):
+    cfg = config("scnn-vae-init", "smoke")
+    model = build(cfg, smoke_corpus)
+    batches = sum(1 for _ in smoke_corpus.batches("train", cfg.data.batch_size, shuffle=True))
+    assert updates_per_epoch(cfg, smoke_corpus) == batches
+    assert model.init_steps == cfg.model.encoder_init_epochs * batches
+
+
+def _grads(module) -> list[bool]:
+    return [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in module.parameters()]
+
+
+def test_init_phase_trains_the_encoder_as_an_lm_then_the_vae_starts_its_schedule(smoke_corpus):
+    cfg = config("scnn-vae-init", "smoke")
+    torch.manual_seed(0)
+    model = CNNVAE(cfg.model, smoke_corpus.vocab, init_steps=3)
+    batch = next(iter(smoke_corpus.batches("train", 8, shuffle=False)))
+
+    lm_terms = model.loss(batch, step=2)
+    lm_terms["loss"].backward()
+    assert set(lm_terms) == {"loss", "encoder_lm_nll"}
+    expected = -(model.encoder_lm_log_likelihood(batch)).mean()
+    torch.testing.assert_close(lm_terms["loss"], expected)
+    assert all(_grads(model.encoder.embed)) and all(_grads(model.encoder.lstm))
+    assert not any(_grads(model.decoder)) and not any(_grads(model.encoder.to_gaussian))
+
+    model.zero_grad(set_to_none=True)
+    vae_terms = model.loss(batch, step=3)
+    vae_terms["loss"].backward()
+    assert {"rec", "kl", "elbo"} <= set(vae_terms)
+    assert float(vae_terms["kl_weight"]) == schedules.kl_weight(0, cfg.model.kl)
+    assert all(_grads(model.decoder.blocks)) and not any(_grads(model.encoder_lm_out))
+
+
+def test_repro_generate_decodes_from_a_cnn_vae(smoke_corpus):
+    cfg = config("mcnn-vae", "smoke")
+    torch.manual_seed(0)
+    model = build(cfg, smoke_corpus).eval()
+    z = torch.randn(3, cfg.model.latent_size)
+    # A beam of one is greedy search: it must follow the same step-by-step states.
+    greedy = [decode(model, z[i:i + 1], max_len=12)[0] for i in range(3)]
+    assert beam_decode(model, z, beam_size=1, max_len=12) == greedy
+    assert all(0 < len(hyp) <= 12 for hyp in beam_decode(model, z, beam_size=3, max_len=12))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_smoke_reproduction(variant, tmp_path):
+    cfg = config(variant, "smoke")
+    result = train(cfg, runs_root=tmp_path, records_root=tmp_path / "records", track=False,
+                   progress=False)
+    record, history = result.record, result.history
+    assert result.record_path.is_file() and record["substitute_for"] == "yahoo"
+    metrics = record["metrics"]
+    latent = "vae" in variant
+    names = ("nll", "ppl", "elbo", "kl", "mi", "au") if latent else ("nll", "ppl")
+    assert all(math.isfinite(metrics[f"test/{name}"]) for name in names)
+    assert record["eval"]["nll_estimator"] == ("iw" if latent else "exact")
+    assert (result.run_dir / "samples.json").is_file() == latent
+    if variant.endswith("vae-init"):
+        assert "train/encoder_lm_nll" in history[0] and "train/kl" not in history[0]
+        assert "train/kl" in history[1] and "train/encoder_lm_nll" not in history[1]
