@@ -1,23 +1,28 @@
 """Training and evaluation speed on this machine, measured side by side in one run.
 
-    REPRO_DATA_DIR=... python benchmarks/speed.py [--updates 120] [--eval-sentences 24] ...
+    REPRO_DATA_DIR=... python benchmarks/speed.py [--threads 1] [--updates 120] [--bf16] ...
 
-Prints one table (benchmarks/README.md keeps the latest one with its command and load):
+Prints one table (benchmarks/README.md keeps the latest, with its command and the load):
 
 1. the machine's ceilings: fp32 and bf16 matrix-multiply GFLOP/s (best of `--mm-repeats`), for a
    large square product and for the output projection's own shape;
-2. training at Bowman size (embedding 353, LSTM 191, z 13, batch 32, PTB) for a plain reference
+2. one Adam step over the Bowman-size parameters: per-tensor loop against the fused kernel;
+3. training at Bowman size (embedding 353, LSTM 191, z 13, batch 32, PTB) for a plain reference
    loop written the way most public text-VAE code is (fp32 `nn.LSTM`, full-vocabulary
    cross-entropy with `ignore_index`, `.item()` logging every batch, per-tensor Adam, batches of
    equal-length sentences as in He et al. 2019's iterator) and for our path (`TextVAE`, the
    trainer's optimiser and inner loop, bucketed batches, optionally bf16 autocast): the same
-   number of updates from the same initialisation, interleaved in blocks so both see the same
+   number of updates from the same initialisation, interleaved in blocks so all see the same
    machine load; tokens/s, achieved GFLOP/s and validation negative ELBO after the updates;
-3. IW-NLL at K = `--iw-samples` on the first `--eval-sentences` PTB test sentences through
-   `repro.evaluate.evaluate`, interleaved batch by batch with a reference-style loop (full
-   logits, cross-entropy per sample chunk); the full test set's time is extrapolated by tokens;
-4. the exact NLL of the 2-layer LSTM LM on PTB test, the same way.
+4. our trainer at 1 torch thread against one per core, alternated in one process;
+5. IW-NLL at K = `--iw-samples` on the first `--eval-sentences` PTB test sentences through
+   `repro.evaluate.evaluate`, interleaved batch by batch with He et al.'s loop (one sentence at
+   a time, full logits, cross-entropy per sample chunk); the full test set's time is
+   extrapolated by tokens; peak memory from a fresh process on the largest test batch;
+6. the exact NLL of the 2-layer LSTM LM on PTB test, the same way.
 
+Every timing is wall clock and CPU time of this process: on a machine shared with other jobs the
+CPU time (at 1 thread) is the steadier measure of the work done, the wall clock what a user waits.
 FLOPs are counted from the shapes (multiply-adds x 2 of the output projection and the LSTMs;
 embeddings, softmax and elementwise work are not counted), per real target token; training
 counts forward + backward as 3x forward. So "achieved GFLOP/s" is useful work per second, and
@@ -27,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import os
-import platform
+import subprocess
+import sys
 import time
 
 import torch
@@ -38,6 +45,7 @@ from torch import nn
 
 from repro.config import DataConfig, OptimConfig, RunConfig
 from repro.data import load_corpus
+from repro.data.text import bucketed_batches
 from repro.evaluate import evaluate
 from repro.models import LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
 from repro.train import autocast, build_optimizer
@@ -231,7 +239,6 @@ class OurTrainer:
 def validation_elbo(model: TextVAE, corpus, sentences: int | None) -> float:
     split = corpus.split("valid")
     split = split.subset(sentences) if sentences else split
-    from repro.data.text import bucketed_batches
     result = evaluate(model, bucketed_batches(split, 64, corpus.vocab, shuffle=False),
                       ("elbo",), iw_samples=1, iw_chunk=1, seed=0)
     return result.metrics["elbo"]
@@ -270,6 +277,49 @@ def bench_training(corpus, args) -> list[dict]:
     return rows
 
 
+def bench_adam(corpus, args) -> list[dict]:
+    """One Adam step over the Bowman-size model's parameters (random gradients): the per-tensor
+    loop most code gets by default on CPU against the fused kernel the trainer uses, alternated."""
+    torch.manual_seed(args.seed)
+    model = TextVAE(TextVAEConfig(), corpus.vocab)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    optimizers = {"per-tensor loop (foreach=False)": torch.optim.Adam(model.parameters(), lr=1e-3, foreach=False),
+                  "fused=True (the trainer's)": torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)}
+    best = {name: math.inf for name in optimizers}
+    for _ in range(args.adam_repeats):
+        for name, optimizer in optimizers.items():
+            start = time.perf_counter()
+            optimizer.step()
+            best[name] = min(best[name], time.perf_counter() - start)
+    size = sum(p.numel() for p in model.parameters())
+    return [{"name": f"Adam step, {name}", "ms": best[name] * 1e3, "params": size} for name in optimizers]
+
+
+def bench_threads(corpus, args) -> list[dict]:
+    """Our trainer at 1 torch thread and at one per core, alternating blocks of 5 updates in one
+    process (so both see the same load). On a machine shared with other jobs the threads of
+    every OpenMP parallel region wait for each other, and the descheduled one decides."""
+    torch.manual_seed(args.seed)
+    cfg = RunConfig(paper="bench", variant="vae", model=TextVAEConfig(), preset="bench", seed=args.seed,
+                    data=DataConfig(), optim=OptimConfig())
+    trainer = OurTrainer(TextVAE(cfg.model, corpus.vocab), corpus, cfg, bf16=False)
+    before, counts = torch.get_num_threads(), sorted({1, os.cpu_count() or 1})
+    totals = {n: [0, 0.0, 0.0] for n in counts}
+    trainer.run(2)
+    for _ in range(max(1, args.thread_updates // 5)):
+        for n in counts:
+            torch.set_num_threads(n)
+            trainer.tokens, trainer.seconds, trainer.cpu_seconds = 0, 0.0, 0.0
+            trainer.run(5)
+            for i, value in enumerate((trainer.tokens, trainer.seconds, trainer.cpu_seconds)):
+                totals[n][i] += value
+    torch.set_num_threads(before)
+    return [{"name": f"train Bowman VAE, ours (fp32), {n} torch thread{'s' if n > 1 else ''}",
+             "tokens/s": tokens / seconds, "tokens/cpu-s": tokens / cpu, "updates": 5 * max(1, args.thread_updates // 5)}
+            for n, (tokens, seconds, cpu) in totals.items()]
+
+
 # ---------------------------------------------------------------- evaluation
 
 def reference_iw_nll(ref: ReferenceVAE, batch, k: int, chunk: int) -> torch.Tensor:
@@ -305,38 +355,45 @@ def reference_lm_nll(model: LSTMLM, batch) -> torch.Tensor:
         return nll.view(targets.shape).sum(1)
 
 
-class PeakRSS:
-    """Peak resident memory of this process inside the block (Linux: VmHWM, reset on entry)."""
-
-    def __enter__(self):
-        try:
-            with open("/proc/self/clear_refs", "w") as handle:
-                handle.write("5")
-        except OSError:
-            pass
-        self.base = self._read("VmRSS")
-        return self
-
-    def __exit__(self, *exc):
-        self.peak = self._read("VmHWM")
-
-    @staticmethod
-    def _read(field):
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024   # MiB
-        return float("nan")
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as handle:   # Linux
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return math.nan
 
 
-def bench_eval(name, model, corpus, args, ours_fn, ref_fn, flops_per_token, memory_k) -> list[dict]:
-    """Ours and the reference interleaved batch by batch on the first test sentences; then peak
-    memory of ours alone on the longest batch of the whole test split with K = `memory_k`
-    (one sample chunk: memory does not grow with K beyond it)."""
+def _memory_probe(kind: str, iw_chunk: int, batch_size: int, seed: int, threads: int):
+    """In a fresh process: build the model, evaluate the largest PTB test batch once (K = one
+    sample chunk for the VAE: memory does not grow with K beyond it), and return
+    (peak RSS, RSS just before evaluating, batch shape)."""
+    torch.set_num_threads(threads)
+    corpus = load_corpus(DataConfig())
+    torch.manual_seed(seed)
+    model = (TextVAE(TextVAEConfig(), corpus.vocab) if kind == "vae"
+             else LSTMLM(LSTMLMConfig(num_layers=2), corpus.vocab))
+    batch = max(corpus.batches("test", batch_size, shuffle=False), key=lambda b: b.tokens.numel())
+    base = _status_mib("VmRSS")
+    evaluate(model, [batch], ("nll",), iw_samples=iw_chunk, iw_chunk=iw_chunk, seed=0)
+    return _status_mib("VmHWM"), base, tuple(batch.tokens.shape)
+
+
+def peak_memory(kind: str, args):
+    """`_memory_probe` in a child process running this script with `--memory-probe`."""
+    command = [sys.executable, __file__, "--memory-probe", kind, "--iw-chunk", str(args.iw_chunk),
+               "--eval-batch-size", str(args.eval_batch_size), "--seed", str(args.seed),
+               "--threads", str(torch.get_num_threads())]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    peak, base, shape = json.loads(out.strip().splitlines()[-1])
+    return peak, base, tuple(shape)
+
+
+def bench_eval(name, model, corpus, args, ours_fn, ref_fn, flops_per_token, kind) -> list[dict]:
+    """Ours and the reference interleaved batch by batch on the first test sentences; then the
+    peak memory of ours alone in a fresh process (`_memory_probe`)."""
     split = corpus.split("test")
     sentences = args.eval_sentences if model.has_latent else (args.lm_sentences or len(split))
     subset = split.subset(sentences)
-    from repro.data.text import bucketed_batches
     batches = list(bucketed_batches(subset, args.eval_batch_size, corpus.vocab, shuffle=False))
     times, cpu = {"ours": 0.0, "reference": 0.0}, {"ours": 0.0, "reference": 0.0}
     values = {"ours": [], "reference": []}
@@ -346,10 +403,7 @@ def bench_eval(name, model, corpus, args, ours_fn, ref_fn, flops_per_token, memo
             values[key].append(fn(batch))
             times[key] += time.perf_counter() - start
             cpu[key] += time.process_time() - cpu_start
-    longest = max(bucketed_batches(split, args.eval_batch_size, corpus.vocab, shuffle=False),
-                  key=lambda batch: batch.tokens.numel())
-    with PeakRSS() as mem:
-        evaluate(model, [longest], ("nll",), iw_samples=memory_k, iw_chunk=args.iw_chunk, seed=0)
+    memory = peak_memory(kind, args)
     subset_tokens, full_tokens = subset.num_tokens(), split.num_tokens()
     rows = []
     for key in ("reference", "ours"):
@@ -360,7 +414,7 @@ def bench_eval(name, model, corpus, args, ours_fn, ref_fn, flops_per_token, memo
                      "full test (min)": seconds / subset_tokens * full_tokens / 60,
                      "extrapolated": len(subset) < len(split),
                      "nll": torch.cat(values[key]).mean().item(),
-                     "peak MiB": (mem.peak, mem.base, longest.tokens.shape) if key == "ours" else None})
+                     "peak MiB": memory if key == "ours" else None})
     return rows
 
 
@@ -376,7 +430,7 @@ def bench_vae_eval(corpus, model, args):
 
     flops = args.iw_samples * decoder_flops_per_token(model.decoder)
     return bench_eval(f"VAE IW-NLL K={args.iw_samples}", model, corpus, args, ours, reference, flops,
-                      memory_k=args.iw_chunk)
+                      kind="vae")
 
 
 def bench_lm_eval(corpus, args):
@@ -390,7 +444,7 @@ def bench_lm_eval(corpus, args):
         return reference_lm_nll(model, batch)
 
     return bench_eval("LSTM LM (2 layers) exact NLL", model, corpus, args, ours, reference,
-                      decoder_flops_per_token(model.decoder), memory_k=1)
+                      decoder_flops_per_token(model.decoder), kind="lm")
 
 
 # ---------------------------------------------------------------- the table
@@ -400,7 +454,8 @@ def load_line() -> str:
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} cores"
 
 
-def print_table(args, ceiling, train_rows, eval_rows, load_before, load_after, wall):
+def print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, load_before, load_after,
+                wall):
     fp32_peak = max((v for k, v in ceiling.items() if k.endswith("float32")), default=math.nan)
     print(f"\nSpeed on {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
           f"torch threads; {load_before} at start, {load_after} at end; {wall:.0f} s in all.\n")
@@ -408,6 +463,10 @@ def print_table(args, ceiling, train_rows, eval_rows, load_before, load_after, w
     print("| --- | --- | --- | --- | --- | --- |")
     for key, value in ceiling.items():
         print(f"| matmul ceiling, {key} | {value:.0f} GFLOP/s | | | | best of {args.mm_repeats} |")
+    for row in adam_rows:
+        ratio = f"{adam_rows[0]['ms'] / row['ms']:.2f}x" if row is not adam_rows[0] else ""
+        print(f"| {row['name']} | {row['ms']:.1f} ms | | {ratio} | | {row['params'] / 1e6:.1f}M parameters, "
+              f"best of {args.adam_repeats} |")
     base = next((r for r in train_rows if r["name"].startswith("reference")), None)
     for row in train_rows:
         ratio = (f"{row['tokens/s'] / base['tokens/s']:.2f}x; {row['tokens/cpu-s'] / base['tokens/cpu-s']:.2f}x"
@@ -418,6 +477,14 @@ def print_table(args, ceiling, train_rows, eval_rows, load_before, load_after, w
     if train_rows and base:
         worst = max(abs(r["val -ELBO"] / base["val -ELBO"] - 1) for r in train_rows)
         print(f"| train: largest val -ELBO gap to the reference | {worst:.3%} | | | | must be < 1% |")
+    for row in thread_rows:
+        ratio = ""
+        if row is not thread_rows[0]:
+            first = thread_rows[0]
+            ratio = (f"{row['tokens/s'] / first['tokens/s']:.2f}x; {row['tokens/cpu-s'] / first['tokens/cpu-s']:.2f}x"
+                     " the 1-thread row")
+        print(f"| {row['name']} | {row['tokens/s']:,.0f} tokens/s | {row['tokens/cpu-s']:,.0f} tokens | {ratio} | | "
+              f"{row['updates']} updates each, alternating blocks of 5 |")
     for i, row in enumerate(eval_rows):
         ratio = ""
         if not row["name"].endswith("reference"):
@@ -430,8 +497,8 @@ def print_table(args, ceiling, train_rows, eval_rows, load_before, load_after, w
         notes += f"; NLL {row['nll']:.2f}"
         if row["peak MiB"]:
             peak, base_mib, shape = row["peak MiB"]
-            notes += (f"; peak RSS {peak:.0f} MiB ({peak - base_mib:+.0f} MiB during evaluation) on the "
-                      f"largest test batch {tuple(shape)}")
+            notes += (f"; peak RSS {peak:.0f} MiB, {peak - base_mib:+.0f} MiB over the loaded process, "
+                      f"on the largest test batch {shape} (fresh process)")
         print(f"| {row['name']} | {row['sentences/s']:.2f} sentences/s | {row['sentences/cpu-s']:.2f} sentences | "
               f"{ratio} | {row['GFLOP/s']:.0f} ({row['GFLOP/s'] / fp32_peak:.0%}) | {notes} |")
     print("| dilated-CNN decoder (Yang et al. 2017) | pending | | | | repro/nn/cnn.py is being written |")
@@ -450,16 +517,26 @@ def main():
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--mm-repeats", type=int, default=12)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--skip", default="", help="comma list of: ceilings,train,vae-eval,lm-eval")
+    parser.add_argument("--thread-updates", type=int, default=10, help="updates per thread count")
+    parser.add_argument("--adam-repeats", type=int, default=10)
+    parser.add_argument("--skip", default="",
+                        help="comma list of: ceilings,adam,train,threads,vae-eval,lm-eval")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-probe", choices=("vae", "lm"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        print(json.dumps(_memory_probe(args.memory_probe, args.iw_chunk, args.eval_batch_size,
+                                       args.seed, torch.get_num_threads())))
+        return
     skip = set(filter(None, args.skip.split(",")))
     started, load_before = time.time(), load_line()
     corpus = load_corpus(DataConfig())
     ceiling = ceilings(args.mm_repeats) if "ceilings" not in skip else {}
+    adam_rows = bench_adam(corpus, args) if "adam" not in skip else []
     train_rows = bench_training(corpus, args) if "train" not in skip else []
+    thread_rows = bench_threads(corpus, args) if "threads" not in skip else []
     eval_rows = []
     if "vae-eval" not in skip:
         torch.manual_seed(args.seed)
@@ -467,7 +544,8 @@ def main():
         eval_rows += bench_vae_eval(corpus, model, args)
     if "lm-eval" not in skip:
         eval_rows += bench_lm_eval(corpus, args)
-    print_table(args, ceiling, train_rows, eval_rows, load_before, load_line(), time.time() - started)
+    print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, load_before, load_line(),
+                time.time() - started)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,10 @@ def cmd_eval(args) -> int:
     model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
     result = evaluate_corpus(model, corpus, cfg.eval, device=device, seed=cfg.seed,
                              batch_size=cfg.data.eval_batch_size, progress=not args.quiet)
-    print(json.dumps({"metrics": result.prefixed(cfg.eval.split), "eval": result.options}, indent=2))
+    metrics = result.prefixed(cfg.eval.split)
+    if variant.evaluate_extra is not None:
+        metrics.update(variant.evaluate_extra(model, corpus, cfg, run_dir)[0])
+    print(json.dumps({"metrics": metrics, "eval": result.options}, indent=2))
     return 0
 
 
@@ -212,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as err:  # a known failure gets its message, not a traceback
         from repro.data.sources import DataError
-        from repro.train import TrainingDiverged
-        if isinstance(err, (DataError, TrainingDiverged)):
+        from repro.train import TrainError
+        if isinstance(err, (DataError, TrainError)):
             print(f"error: {err}", file=sys.stderr)
             return 1
         raise

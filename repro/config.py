@@ -82,6 +82,7 @@ class EvalConfig:
     iw_chunk: int = bounded(100, lo=1)               # samples drawn at once per sentence batch
     mi_pool: str = bounded("dataset", choices=("dataset", "batch"))
     au_threshold: float = bounded(0.01, lo=0.0)
+    mc_samples: int = bounded(100, lo=1)             # MC draws for non-Gaussian KL and posterior means
     max_examples: int | None = bounded(None, lo=1)   # evaluate a prefix only (reduced runs)
     bf16: bool = False
 

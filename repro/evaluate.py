@@ -129,7 +129,8 @@ def evaluate_corpus(model, corpus, cfg: EvalConfig, device, seed: int, batch_siz
         corpus = dataclasses.replace(corpus, splits={**corpus.splits, cfg.split: prefix})
     result = evaluate(model, corpus.batches(cfg.split, batch_size, shuffle=False), metrics,
                       iw_samples=cfg.iw_samples, iw_chunk=cfg.iw_chunk, mi_pool=cfg.mi_pool,
-                      au_threshold=cfg.au_threshold, seed=seed, bf16=cfg.bf16, device=device,
+                      au_threshold=cfg.au_threshold, mc_samples=cfg.mc_samples, seed=seed,
+                      bf16=cfg.bf16, device=device,
                       progress=progress)
     result.options.update(split=cfg.split, max_examples=cfg.max_examples, batch_size=batch_size)
     return result

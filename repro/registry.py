@@ -34,6 +34,9 @@ class Variant:
     runnable: bool = True                       # False: a table row kept but marked not run
     not_run_reason: str = ""
     artifacts: Callable | None = None           # (model, corpus, cfg, run_dir) -> [paths]: samples etc.
+    # (model, corpus, cfg, run_dir) -> ({"test/...": value}, [paths]): metrics beyond the shared
+    # evaluation (dialog BLEU, distinct-n), merged into the record and MLflow.
+    evaluate_extra: Callable | None = None
 
 
 @dataclass

@@ -84,16 +84,20 @@ def render(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
                 lines.append(f"| {name} | {metric} | {paper_value} | {reported.tag if reported else '—'} "
                              f"| {_fmt(ours)} | {diff} | {preset or '—'} | {len(recs)} | {status} |")
     lines += ["", "## Every metric of our runs (evaluation module, one protocol)", "",
-              "| variant | preset | dataset | " + " | ".join(ALL_METRICS) + " | K | MI pool | wall time (s) |",
-              "|---|---|---|" + "---|" * len(ALL_METRICS) + "---|---|---|"]
+              "| variant | preset | dataset | " + " | ".join(ALL_METRICS)
+              + " | K | MI pool | epochs | train fraction | wall time (s) |",
+              "|---|---|---|" + "---|" * len(ALL_METRICS) + "---|---|---|---|---|"]
     for (name, preset), recs in sorted(groups.items()):
         cells = [_fmt([v for v in (_metric(r, m) for r in recs) if v is not None]) for m in ALL_METRICS]
         ev = recs[0].get("eval", {})
         data = recs[0]["dataset"] + (f" (for {recs[0]['substitute_for']})" if recs[0].get("substitute_for") else "")
         wall = _fmt([r["wall_time_s"] for r in recs])
+        epochs = sorted({r.get("train", {}).get("epochs", "—") for r in recs}, key=str)
+        fraction = recs[0].get("config", {}).get("data", {}).get("train_fraction", "—")
         lines.append(f"| {name} | {preset} | {data} | " + " | ".join(cells)
                      + f" | {ev.get('iw_samples', '—')} | {ev.get('mi_pool', '—')}"
-                     f" ({ev.get('mi_pool_size', '—')}) | {wall} |")
+                     f" ({ev.get('mi_pool_size', '—')}) | {', '.join(map(str, epochs))} | {fraction}"
+                     f" | {wall} |")
     commits = sorted({r["commit"] for r in records})
     lines += ["", f"Records: {len(records)}; commits: {', '.join(c[:12] for c in commits) or '—'}.", ""]
     return "\n".join(lines)

@@ -6,8 +6,10 @@ Default store: `sqlite:///mlflow.db` in the working directory (MLflow's own defa
 dataset, so every method on PTB sits side by side in the compare view.
 
 What can go wrong, and what happens:
-- Several runs share one SQLite store: each connection waits up to `SQLITE_BUSY_TIMEOUT_S` for
-  the writer lock, and a call that still finds the database locked is retried with backoff.
+- Several runs share one SQLite store: MLflow makes each session wait up to 20 s for the writer
+  lock (its `busy_timeout`); a call that still finds the database locked is retried with
+  backoff for `LOCK_RETRY_S` more. A new store's schema is created under a file lock
+  (`store_init_lock`).
 - The tracking server goes away: MLflow's HTTP client would retry each call for minutes, so a
   short budget is set (`HTTP_BUDGET`, unless the environment sets its own). Calls that fail are
   queued, retried every `retry_after_s` and when the run ends; one warning says what happened.
@@ -28,7 +30,6 @@ import warnings
 from pathlib import Path
 
 DEFAULT_URI = "sqlite:///mlflow.db"
-SQLITE_BUSY_TIMEOUT_S = 60
 LOCK_RETRY_S = 60.0
 # MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) stall a run for minutes per
 # call when the server is down; a few seconds is enough to ride out a restart.
@@ -44,14 +45,6 @@ log = logging.getLogger("repro.tracking")
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
-
-
-def client_uri(uri: str) -> str:
-    """The URI this process opens: SQLite gets a busy timeout, so concurrent runs wait their
-    turn for the writer lock instead of failing at once with "database is locked"."""
-    if uri.startswith("sqlite:") and "timeout=" not in uri:
-        return f"{uri}{'&' if '?' in uri else '?'}timeout={SQLITE_BUSY_TIMEOUT_S}"
-    return uri
 
 
 @contextlib.contextmanager
@@ -172,7 +165,7 @@ class Tracker:
             from mlflow.tracking import MlflowClient
             mlflow.set_tracking_uri(uri)
             with store_init_lock(uri):
-                self._client = MlflowClient(client_uri(uri))
+                self._client = MlflowClient(uri)
             exp_id = self._experiment_id(experiment)
             owned = self._owned_runs(exp_id, owner)
             reopen = self._existing(run_id) if run_id else None

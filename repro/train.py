@@ -37,6 +37,9 @@ from repro.registry import get_paper
 from repro.tracking import Tracker
 
 RUNS_DIR = Path("runs")
+# Per-epoch validation tracks the bound, KL and active units; MI is left to the test evaluation
+# because its pool scan inverts flow posteriors for every pair (minutes per epoch for IAF).
+VALIDATION_METRICS = ("elbo", "kl", "au")
 
 
 class TrainError(RuntimeError):
@@ -109,8 +112,13 @@ def load_checkpoint(path: Path, device) -> dict:
 @contextlib.contextmanager
 def run_dir_lock(run_dir: Path):
     """Hold `run_dir` exclusively: two processes training in one folder would overwrite each
-    other's checkpoints. The lock dies with its process, so a killed run never leaves it stale."""
-    import fcntl
+    other's checkpoints. The lock dies with its process, so a killed run never leaves it stale.
+    (POSIX only: elsewhere the folder is not locked.)"""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     handle = open(run_dir / ".lock", "a+")
     try:
         try:
@@ -219,6 +227,10 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
         result = evaluate_corpus(model, corpus, cfg.eval, device=device, seed=cfg.seed,
                                  batch_size=cfg.data.eval_batch_size, progress=progress)
         test_metrics = result.prefixed(cfg.eval.split)
+        extra_paths = []
+        if variant.evaluate_extra is not None:
+            extra, extra_paths = variant.evaluate_extra(model, corpus, cfg, run_dir)
+            test_metrics.update(extra)
         _resend_missing(tracker, [(test_metrics, state["step"])])
         wall = prior_wall + (time.time() - started)
         record = {
@@ -232,7 +244,7 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
                       "best_val": state["best_val"], "final_checkpoint": "best validation"},
         }
         artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], record, run_dir)
-        for path in artifacts:
+        for path in [*artifacts, *extra_paths]:
             tracker.log_artifact(path)
         record_path = records.write_record(record, records_root) if records_root else None
         status = "FINISHED"
@@ -283,7 +295,8 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
         _check_finite(sums.get("loss", torch.tensor(0.0)), model, last_path)
         train_metrics = {f"train/{k}": float(v) / max(updates, 1) for k, v in sums.items()}
         val = evaluate_corpus(model, corpus, _validation_eval(cfg), device=device, seed=cfg.seed,
-                              batch_size=cfg.data.eval_batch_size, progress=False)
+                              batch_size=cfg.data.eval_batch_size, progress=False,
+                              metrics=VALIDATION_METRICS if model.has_latent else None)
         val_metrics = val.prefixed("val")
         objective = validation_objective(val.metrics)
         if not math.isfinite(objective):

@@ -1,10 +1,13 @@
 """Reliability (issue 14): kills, concurrent runs, a real tracking server, bad config, safety.
 
 Training runs here are real `repro train` processes (the CLI's `main`, on the Bowman smoke
-preset), forked from tests/helpers_train_child.py so that each costs seconds rather than the
-15 s of imports a fresh interpreter pays on a loaded machine. They are killed with SIGKILL: by
-the test at a random time, or by themselves at an exact point (mid-checkpoint-write, right
-after a checkpoint rename, after the N-th update) that random timing would rarely hit.
+preset with 3 epochs of 7 updates), forked from tests/helpers_train_child.py so that each costs
+about a CPU-second rather than the 5-15 s of imports a fresh interpreter pays. They are killed
+with SIGKILL: by the test at a random time, or by themselves at an exact point (mid-checkpoint-
+write, right after a checkpoint rename, after the N-th update) that random timing would rarely
+hit. One uninterrupted run (from the concurrency test) is the reference every killed-and-resumed
+run must match exactly. The tracking-server test runs `mlflow server`, which starts with the
+fork server because it takes tens of seconds to come up on a loaded machine.
 """
 from __future__ import annotations
 
@@ -68,6 +71,7 @@ class Child:
     log: Path
     pid: int | None = None
     rc: int | None = None
+    cpu_s: float = 0.0
     started: threading.Event = dataclasses.field(default_factory=threading.Event)
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
 
@@ -80,8 +84,11 @@ class ForkServer:
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
+        # Its own session and process group, so that `close` can end it and every run it forked
+        # at once. (On Linux with autogroup scheduling a session is also its own CPU share.)
         self.proc = subprocess.Popen([sys.executable, str(HELPER)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=REPO, env=child_env())
+                                     stdout=subprocess.PIPE, text=True, cwd=REPO, env=child_env(),
+                                     start_new_session=True)
         self._ready = threading.Event()
         self._children: dict[str, Child] = {}
         self._ids = itertools.count()
@@ -99,7 +106,7 @@ class ForkServer:
                 child.pid = msg["pid"]
                 child.started.set()
             else:
-                child.rc = msg["rc"]
+                child.rc, child.cpu_s = msg["rc"], msg["cpu_s"]
                 child.done.set()
         self._ready.set()
 
@@ -107,7 +114,8 @@ class ForkServer:
                cwd: Path | None = None, log: Path | None = None) -> Child:
         assert self._ready.wait(240) and self.proc.poll() is None, "fork server did not start"
         with self._lock:
-            child = Child(str(next(self._ids)), Path(log or self.workdir / f"child{len(self._children)}.log"))
+            child_id = str(next(self._ids))
+            child = Child(child_id, Path(log or self.workdir / f"child{child_id}.log"))
             self._children[child.id] = child
             self.proc.stdin.write(json.dumps({"id": child.id, "argv": argv, "env": env or {},
                                               "cwd": str(cwd or self.workdir), "log": str(child.log),
@@ -129,15 +137,18 @@ class ForkServer:
         return child
 
     def kill(self, child: Child) -> None:
-        if not child.done.is_set():
-            try:
-                os.kill(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """SIGKILL, sent by the fork server, which knows whether the child is still running."""
+        with self._lock:
+            self.proc.stdin.write(json.dumps({"kill": child.id}) + "\n")
+            self.proc.stdin.flush()
 
     def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(60)
+        self.proc.stdin.close()       # the fork server kills what still runs, then exits
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
 
 
 class MlflowServer:
@@ -150,11 +161,12 @@ class MlflowServer:
             self.port = sock.getsockname()[1]
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = root / "server.log"
+        self._log_handle = open(self.log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
              "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
              "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-            stdout=open(self.log, "w"), stderr=subprocess.STDOUT, cwd=root,
+            stdout=self._log_handle, stderr=subprocess.STDOUT, cwd=root,
             env={**child_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # one process less
             start_new_session=True)   # its own process group: the uvicorn worker dies with it
 
@@ -171,9 +183,13 @@ class MlflowServer:
         pytest.fail(f"mlflow server did not come up in {timeout}s:\n{self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
+        """SIGKILL the whole server (its process group): it goes away without a goodbye."""
+        try:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(30)
+        self._log_handle.close()
 
 
 @pytest.fixture(scope="module")
@@ -185,20 +201,15 @@ def mlflow_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fork_server(tmp_path_factory, mlflow_server):
-    # Depends on `mlflow_server` only to start it early: it takes tens of seconds to come up
-    # on a loaded machine, time that the runs before the server test overlap.
+    # Depends on `mlflow_server` only to start it early: it takes tens of seconds to come up on
+    # a loaded machine, which the tests before the server test overlap.
     server = ForkServer(tmp_path_factory.mktemp("fork"))
+    # This process reads MLflow stores later; import that while the fork server starts.
+    importer = threading.Thread(target=lambda: __import__("mlflow.store.tracking.sqlalchemy_store"))
+    importer.start()
     yield server
+    importer.join()
     server.close()
-
-
-@pytest.fixture(scope="module")
-def template_store(tmp_path_factory):
-    """An empty, migrated SQLite tracking store; each run gets a copy (migrating one takes seconds)."""
-    from mlflow import MlflowClient
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
 
 
 def fresh_store(template: Path, root: Path) -> str:
@@ -224,6 +235,7 @@ def load_last(path: Path) -> dict:
     blob = torch.load(path, weights_only=True)
     state = json.loads(blob["state"])
     state.pop("wall_time_s")
+    state.pop("mlflow_run_id")                          # each trial has its own store
     for entry in state["history"]:
         for key in TIMING_KEYS:
             entry.pop(key)
@@ -243,8 +255,7 @@ def assert_same_tensors(a, b, where: str) -> None:
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same_tensors(x, y, f"{where}[{i}]")
     else:
-        if "mlflow_run_id" not in where:
-            assert a == b, where
+        assert a == b, where
 
 
 def assert_metrics_complete(uri: str, run_id: str, history: list[dict], test_metrics: dict) -> None:
@@ -273,19 +284,32 @@ def assert_checkpoints_whole(directory: Path) -> None:
 
 @pytest.fixture(scope="module")
 def concurrent_runs(fork_server, tmp_path_factory):
-    """Three runs at once (seeds 0, 1, 2) against one new SQLite store that none has created yet."""
+    """Three runs at once (seeds 0, 1, 2) against one new SQLite store that none has created yet.
+    Meanwhile another child creates an empty store for the kill trials to copy."""
     root = tmp_path_factory.mktemp("concurrent")
     uri = f"sqlite:///{root / 'mlflow.db'}"
+    template = root / "template" / "mlflow.db"
+    template.parent.mkdir()
+    init = fork_server.launch(["init-store"], env={"MLFLOW_TRACKING_URI": f"sqlite:///{template}"},
+                              log=root / "template.log")
     children = [fork_server.launch(run_args(root, seed), env={"MLFLOW_TRACKING_URI": uri},
                                    log=root / f"seed{seed}.log") for seed in range(3)]
-    for child in children:
+    for child in [init, *children]:
         fork_server.wait(child)
-    return root, uri, children
+    assert init.rc == 0, init.output()
+    return root, uri, children, template
+
+
+@pytest.fixture(scope="module")
+def template_store(concurrent_runs):
+    """An empty, migrated SQLite tracking store; each run of the kill tests gets a copy (a
+    migration takes seconds)."""
+    return concurrent_runs[3]
 
 
 @pytest.mark.slow
 def test_concurrent_runs_on_one_sqlite_store_record_every_metric(concurrent_runs):
-    root, uri, children = concurrent_runs
+    root, uri, children, _ = concurrent_runs
     for seed, child in enumerate(children):
         out = child.output()
         assert child.rc == 0, out[-3000:]
@@ -300,10 +324,83 @@ def test_concurrent_runs_on_one_sqlite_store_record_every_metric(concurrent_runs
         assert_metrics_complete(uri, runs[0].info.run_id, history, record["metrics"])
 
 
+# -- the tracker against a sick store (a fake client: instant, and exactly the failure wanted) ----
+
+class FakeClient:
+    """MlflowClient's logging calls, failing as told: what the Tracker sees of a sick store."""
+
+    def __init__(self):
+        self.calls, self.failures = [], []
+
+    def _call(self, name, *args, **kwargs):
+        if self.failures:
+            raise self.failures.pop(0)
+        self.calls.append((name, kwargs.get("metrics") or args[1:]))
+
+    def log_batch(self, *args, **kwargs):
+        self._call("log_batch", *args, **kwargs)
+
+    def set_terminated(self, *args, **kwargs):
+        self._call("set_terminated", *args, **kwargs)
+
+
+def fake_tracker(retry_after_s: float = 30.0):
+    from repro.tracking import Tracker
+    tracker = Tracker(retry_after_s=retry_after_s)
+    tracker._client, tracker.run_id = FakeClient(), "run"
+    return tracker
+
+
+def logged_steps(tracker) -> list[int]:
+    return [batch[0].step for name, batch in tracker._client.calls if name == "log_batch"]
+
+
+def test_tracker_waits_out_a_locked_sqlite_store(recwarn):
+    from mlflow.exceptions import MlflowException
+    tracker = fake_tracker()
+    tracker._client.failures = [MlflowException("(sqlite3.OperationalError) database is locked")] * 3
+    tracker.log_metrics({"val/elbo": 1.0}, 7)
+    assert logged_steps(tracker) == [7] and not recwarn.list
+
+
+def test_tracker_queues_calls_while_the_store_is_down_and_sends_them_in_order(recwarn):
+    from mlflow.exceptions import MlflowException
+    down = MlflowException("API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-batch "
+                           "failed with exception Max retries exceeded (Connection refused)")
+    tracker = fake_tracker(retry_after_s=0.0)
+    tracker._client.failures = [down, down]
+    tracker.log_metrics({"val/elbo": 1.0}, 7)      # fails: queued, one warning
+    tracker.log_metrics({"val/elbo": 0.9}, 14)     # tried again, fails again: queued, no new warning
+    assert logged_steps(tracker) == []
+    tracker.log_metrics({"val/elbo": 0.8}, 21)     # the store is back: everything, in order
+    tracker.end()
+    assert logged_steps(tracker) == [7, 14, 21] and tracker._client.calls[-1][0] == "set_terminated"
+    assert [str(w.message)[:47] for w in recwarn.list] == ["MLflow tracking failed while logging metrics (M"]
+
+    tracker = fake_tracker(retry_after_s=3600.0)   # down for good: calls wait for the end, once
+    tracker._client.failures = [down, down]
+    tracker.log_metrics({"val/elbo": 1.0}, 7)
+    tracker.log_metrics({"val/elbo": 0.9}, 14)     # within retry_after_s: not even tried
+    assert tracker._client.failures == [down]
+    tracker.end()
+    assert "could not be sent" in str(recwarn.list[-1].message)
+
+
+def test_tracker_drops_a_call_the_store_refuses_and_goes_on(recwarn):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+    tracker = fake_tracker()
+    tracker._client.failures = [MlflowException("bad value", error_code=INVALID_PARAMETER_VALUE)]
+    tracker.log_metrics({"val/elbo": float("inf")}, 7)
+    tracker.log_metrics({"val/elbo": 1.0}, 14)
+    assert logged_steps(tracker) == [14]
+    assert "MLflow refused logging metrics" in str(recwarn.list[0].message)
+
+
 @pytest.fixture(scope="module")
 def reference(concurrent_runs):
     """The uninterrupted seed-0 run every kill trial must reproduce exactly."""
-    root, _, children = concurrent_runs
+    root, _, children, _ = concurrent_runs
     assert children[0].rc == 0, children[0].output()[-3000:]
     directory = run_dir(root)
     return {"last": load_last(directory / "last.pt"),
@@ -378,7 +475,7 @@ def run_trial(fork_server, template: Path, root: Path, chain: list[str], seed: i
         assert_checkpoints_whole(directory)      # a kill never leaves a checkpoint half-written
         seen["parts"] += [p.name for p in directory.glob("*.part")]
     assert not list(directory.glob("*.part"))
-    return {**seen, "uri": uri}
+    return {**seen, "uri": uri, "root": root}
 
 
 @pytest.mark.slow
@@ -388,9 +485,8 @@ def test_sigkill_anywhere_then_resume_ends_exactly_like_an_uninterrupted_run(
         trials = list(pool.map(
             lambda i: run_trial(fork_server, template_store, tmp_path / f"trial{i}", KILL_CHAINS[i], 14 + i),
             range(len(KILL_CHAINS))))
-
     for i, trial in enumerate(trials):
-        root, where = tmp_path / f"trial{i}", f"trial {i} {trial['kills']}"
+        root, where = trial["root"], f"trial {i} {trial['kills']}"
         directory = run_dir(root)
         assert_same_tensors(reference["last"], load_last(directory / "last.pt"), f"{where}: last.pt")
         assert_same_tensors(reference["best"], torch.load(directory / "best.pt", weights_only=True),
@@ -432,7 +528,7 @@ def test_a_run_killed_and_never_resumed_is_marked_killed_by_the_next_fresh_start
     statuses = {r.info.run_id: r.info.status for r in runs_named(uri, run_name())}
     assert statuses == {orphan.info.run_id: "KILLED", record_of(tmp_path)["mlflow_run_id"]: "FINISHED"}
     assert_same_tensors(reference["last"], load_last(run_dir(tmp_path) / "last.pt"), "fresh last.pt")
-    assert not fresh.output().count("Traceback")
+    assert "Traceback" not in fresh.output()
 
 
 def test_a_second_process_cannot_train_in_a_run_folder_in_use(tmp_path):
@@ -453,38 +549,42 @@ def test_a_second_process_cannot_train_in_a_run_folder_in_use(tmp_path):
 
 @pytest.mark.slow
 def test_training_against_a_tracking_server_and_through_its_outage(fork_server, mlflow_server, tmp_path):
+    """Two runs against `mlflow server`: one is read back whole; the server is killed under the
+    other after its first epoch."""
     mlflow_server.wait_ready()
     env = {"MLFLOW_TRACKING_URI": mlflow_server.uri}
     marker, go = tmp_path / "epoch1-logged", tmp_path / "go"
     steady = fork_server.launch(run_args(tmp_path / "steady"), env=env, log=tmp_path / "steady.log")
     doomed = fork_server.launch(run_args(tmp_path / "doomed", seed=1), env=env, log=tmp_path / "doomed.log",
                                 fault={"kind": "pause", "n": 1, "marker": str(marker), "go": str(go)})
-    assert fork_server.wait(steady) == 0, steady.output()[-3000:]
+    try:
+        assert fork_server.wait(steady) == 0, steady.output()[-3000:]
 
-    c = client(mlflow_server.uri)
-    [run] = runs_named(mlflow_server.uri, run_name())
-    record = record_of(tmp_path / "steady")
-    assert run.info.run_id == record["mlflow_run_id"] and run.info.status == "FINISHED"
-    assert run.data.params["model.latent_size"] == "4" and run.data.params["train.epochs"] == "3"
-    assert run.data.tags["paper"] == PAPER and run.data.tags["variant"] == VARIANT
-    history = json.loads(torch.load(run_dir(tmp_path / "steady") / "last.pt", weights_only=True)["state"])
-    assert_metrics_complete(mlflow_server.uri, run.info.run_id, history["history"], record["metrics"])
-    assert {a.path for a in c.list_artifacts(run.info.run_id)} >= {
-        "config.json", "record.json", "vocab.json", "training.png", "samples.txt"}
+        c = client(mlflow_server.uri)
+        [run] = runs_named(mlflow_server.uri, run_name())
+        record = record_of(tmp_path / "steady")
+        assert run.info.run_id == record["mlflow_run_id"] and run.info.status == "FINISHED"
+        assert run.data.params["model.latent_size"] == "4" and run.data.params["train.epochs"] == "3"
+        assert run.data.tags["paper"] == PAPER and run.data.tags["variant"] == VARIANT
+        history = json.loads(torch.load(run_dir(tmp_path / "steady") / "last.pt", weights_only=True)["state"])
+        assert_metrics_complete(mlflow_server.uri, run.info.run_id, history["history"], record["metrics"])
+        assert {a.path for a in c.list_artifacts(run.info.run_id)} >= {
+            "config.json", "record.json", "vocab.json", "training.png", "samples.txt"}
 
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        assert not doomed.done.is_set(), doomed.output()[-3000:]
-        assert time.monotonic() < deadline, "the second run never finished its first epoch"
-        time.sleep(0.1)
-    [paused] = runs_named(mlflow_server.uri, run_name(1))
-    assert [m.step for m in c.get_metric_history(paused.info.run_id, "val/elbo")] == [UPDATES_PER_EPOCH]
-    mlflow_server.kill()
-    released = time.monotonic()
-    go.touch()
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert not doomed.done.is_set(), doomed.output()[-3000:]
+            assert time.monotonic() < deadline, "the second run never finished its first epoch"
+            time.sleep(0.1)
+        [paused] = runs_named(mlflow_server.uri, run_name(1))
+        assert [m.step for m in c.get_metric_history(paused.info.run_id, "val/elbo")] == [UPDATES_PER_EPOCH]
+        mlflow_server.kill()
+    finally:
+        released = time.monotonic()
+        go.touch()                    # never leave the second run paused
     assert fork_server.wait(doomed) == 0, doomed.output()[-3000:]
-    # MLflow's own HTTP retry defaults would stall each call for minutes against a dead server.
-    assert time.monotonic() - released < 90
+    # MLflow's own HTTP retry defaults would stall a call for about 4 minutes against a dead server.
+    assert time.monotonic() - released < 150
     out = doomed.output()
     assert out.count("MLflow tracking failed while logging metrics") == 1, out[-3000:]
     assert "training continues and the run record and checkpoints are still written locally" in out
@@ -512,12 +612,15 @@ BAD_CONFIGS = {
 
 @pytest.mark.slow
 def test_bad_config_exits_2_with_one_clear_line(fork_server, tmp_path):
-    entry = subprocess.Popen([Path(sys.executable).with_name("repro"), *RUN[:-1], "--set", "model.latent_size=0"],
+    console_script = Path(sys.executable).with_name("repro")
+    entry = subprocess.Popen([console_script, *RUN[:-1], "--set", "model.latent_size=0"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     cases = {name: (["train", PAPER, VARIANT, "--preset", "smoke", *extra], expected)
              for name, (extra, expected) in BAD_CONFIGS.items()}
-    cases["unknown paper"] = (["train", "bowman2061", VARIANT, "--preset", "smoke"], "unknown paper 'bowman2061'")
-    cases["unknown variant"] = (["train", PAPER, "vae-anneal", "--preset", "smoke"], "no variant 'vae-anneal'")
+    cases["unknown paper"] = (["train", "bowman2061", VARIANT, "--preset", "smoke"],
+                              "unknown paper 'bowman2061'")
+    cases["unknown variant"] = (["train", PAPER, "vae-anneal", "--preset", "smoke"],
+                                "no variant 'vae-anneal'")
     cases["unknown preset"] = (["train", PAPER, VARIANT, "--preset", "smokey"], "no preset 'smokey'")
     children = {name: fork_server.launch(argv, cwd=tmp_path, log=tmp_path / f"{i}.log")
                 for i, (name, (argv, _)) in enumerate(cases.items())}
@@ -533,6 +636,19 @@ def test_bad_config_exits_2_with_one_clear_line(fork_server, tmp_path):
     assert stderr.strip().splitlines() == [
         "config error: 'model.latent_size' is 0; it must be at least 1"] and not stdout.strip()
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_run_folder_in_use_is_a_one_line_error_from_the_cli(fork_server, tmp_path):
+    from repro.train import run_dir_lock
+    directory = run_dir(tmp_path)
+    directory.mkdir(parents=True)
+    with run_dir_lock(directory):
+        child = fork_server.run(run_args(tmp_path), env={"MLFLOW_TRACKING_URI": "sqlite:///unused.db"},
+                                cwd=tmp_path, log=tmp_path / "busy.log")
+    lines = child.output().strip().splitlines()
+    assert child.rc == 1 and len(lines) == 1, child.output()
+    assert lines[0].startswith("error: ") and f"in use by pid {os.getpid()}" in lines[0]
 
 
 # -- safety --------------------------------------------------------------------------------------
@@ -579,12 +695,12 @@ def test_no_code_path_unpickles_arbitrary_objects():
         tree = ast.parse(path.read_text(), str(path))
         for call in _calls(tree, "torch", "load"):
             torch_loads += 1
-            flags = {k.arg: k.value for k in call.keywords}
-            assert isinstance(flags.get("weights_only"), ast.Constant) and flags["weights_only"].value is True, \
+            flag = {k.arg: k.value for k in call.keywords}.get("weights_only")
+            assert isinstance(flag, ast.Constant) and flag.value is True, \
                 f"{path}:{call.lineno}: torch.load without weights_only=True"
         for call in itertools.chain(_calls(tree, "np", "load"), _calls(tree, "numpy", "load")):
-            flags = {k.arg: k.value for k in call.keywords}
-            assert not (isinstance(flags.get("allow_pickle"), ast.Constant) and flags["allow_pickle"].value), \
+            flag = {k.arg: k.value for k in call.keywords}.get("allow_pickle")
+            assert flag is None or (isinstance(flag, ast.Constant) and flag.value is False), \
                 f"{path}:{call.lineno}: np.load with allow_pickle"
         for name in ("load", "loads", "Unpickler"):
             assert not list(_calls(tree, "pickle", name)), f"{path}: pickle.{name}"

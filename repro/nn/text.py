@@ -3,21 +3,35 @@ output layer that scores targets without materialising every vocabulary logit at
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+
+# Both paths fold the bias into the matrix product as an extra input column of ones (weight
+# `(V, H+1)`, hidden `(N, H+1)`): `addmm` would first copy the bias into every row of the `(N, V)`
+# output, one more pass over the largest tensor there is, and its gradient would be one more
+# reduction over it; as a column it comes out of the weight-gradient product for free.
+
+def _with_ones(hidden: torch.Tensor) -> torch.Tensor:
+    return torch.cat([hidden, hidden.new_ones(hidden.shape[0], 1)], 1)
 
 
 def _chunked_target_log_prob(hidden, weight, bias, targets, chunk_rows: int, compute_dtype):
     """`log_softmax(hidden @ weight.T + bias)[i, targets[i]]` per row, `(N, H) -> (N,)` fp32,
-    with at most `chunk_rows` rows of vocabulary logits in memory (for evaluation: no graph)."""
-    h, w, b = (t.to(compute_dtype) for t in (hidden, weight, bias))
-    token_lp = torch.empty(h.shape[0], device=h.device, dtype=torch.float32)
-    for start in range(0, h.shape[0], chunk_rows):
-        logits = torch.addmm(b, h[start:start + chunk_rows], w.t()).float()
+    with one `(chunk_rows, V)` block of logits in memory (for evaluation: no graph). The block is
+    allocated once: a fresh one per chunk pays the kernel's page faults every time."""
+    rows = hidden.shape[0]
+    w = torch.cat([weight, bias[:, None]], 1).to(compute_dtype)
+    block = torch.empty(min(chunk_rows, rows), w.shape[0], device=hidden.device, dtype=compute_dtype)
+    block32 = block if compute_dtype == torch.float32 else torch.empty_like(block, dtype=torch.float32)
+    token_lp = torch.empty(rows, device=hidden.device, dtype=torch.float32)
+    for start in range(0, rows, chunk_rows):
+        stop = min(start + chunk_rows, rows)
+        logits = torch.mm(_with_ones(hidden[start:stop]).to(compute_dtype), w.t(), out=block[:stop - start])
+        logits = block32[:stop - start].copy_(logits) if block32 is not block else logits
         # In place, and log_softmax rather than logsumexp: torch's logsumexp makes two (rows, V)
-        # temporaries, and the fused log-softmax kernel is ~25% faster per chunk here.
+        # temporaries and takes 20-50% longer here (benchmarks/README.md).
         logp = torch.log_softmax(logits, 1, out=logits)
-        token_lp[start:start + chunk_rows] = logp.gather(1, targets[start:start + chunk_rows, None])[:, 0]
+        token_lp[start:stop] = logp.gather(1, targets[start:stop, None])[:, 0]
     return token_lp
 
 
@@ -36,9 +50,10 @@ class _FusedTargetLogProb(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, compute_dtype):
-        h, w, b = (t.to(compute_dtype) for t in (hidden, weight, bias))
+        h = _with_ones(hidden).to(compute_dtype)
+        w = torch.cat([weight, bias[:, None]], 1).to(compute_dtype)
         ctx.dtypes = compute_dtype, hidden.dtype, weight.dtype, bias.dtype
-        logits = torch.addmm(b, h, w.t()).float()   # no copy in fp32
+        logits = torch.mm(h, w.t()).float()   # .float() copies only under bf16
         logp = torch.log_softmax(logits, 1, out=logits)
         token_lp = logp.gather(1, targets[:, None])[:, 0]
         grad_logits = logp.exp_().scatter_add_(1, targets[:, None], logp.new_full((len(h), 1), -1.0))
@@ -54,11 +69,11 @@ class _FusedTargetLogProb(torch.autograd.Function):
         scale = -grad_token_lp.to(compute_dtype)[:, None]
         grad_hidden = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_hidden = (grad_logits @ w).mul_(scale).to(hidden_dtype)
-        if ctx.needs_input_grad[1]:
-            grad_weight = (grad_logits.t() @ (h * scale)).to(weight_dtype)
-        if ctx.needs_input_grad[2]:
-            grad_bias = (grad_logits.t() @ scale[:, 0]).to(bias_dtype)
+            grad_hidden = (grad_logits @ w[:, :-1]).mul_(scale).to(hidden_dtype)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            grad_w = grad_logits.t() @ (h * scale)          # (V, H+1): [weight | bias]
+            grad_weight = grad_w[:, :-1].to(weight_dtype).contiguous()
+            grad_bias = grad_w[:, -1].to(bias_dtype).contiguous()
         return grad_hidden, grad_weight, grad_bias, None, None
 
 

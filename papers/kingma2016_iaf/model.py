@@ -1,0 +1,167 @@
+"""Kingma et al. 2016: an inverse autoregressive flow (IAF) posterior, and free bits.
+
+Two models share the method: `ImageVAE`, the paper's convolutional VAE for binary MNIST, and
+`IAFTextVAE`, the suite's LSTM sentence VAE with the same posterior (an adaptation: the paper
+has no text experiment). Both build q(z|x) as the encoder's diagonal Gaussian followed by
+`iaf.steps` IAF steps (`repro.nn.flows`; 0 steps is the Gaussian posterior) and train on the
+single-sample ELBO with Kingma's free bits.
+
+Implementation details (what we do; where the paper card, `shared/papers/kingma2016_iaf.md`,
+or the official code `openai/iaf` says so):
+
+- IAF step, gated form: [m, s] = MADE(z, h), sigma = sigmoid(s), z <- sigma z + (1 - sigma) m,
+  log q -= sum log sigma (card: the paper's numerically stable form, exact form from memory;
+  named `iaf.update="gated"`). The official code's affine form (z - m) / exp(s) with outputs
+  scaled by 0.1 (card, `tf_train.py`) is not used.
+- Each step's autoregressive network is a MADE with two hidden layers of the row's width, ELU
+  (card: "a 2-layer MADE", App. B; ELU as the rest of the network), the context entering the
+  first hidden layer (`ar_multiconv2d` adds it there). The ordering is reversed between steps
+  (card), by alternating the MADE's degree order rather than permuting z.
+- Context h: the encoder's last hidden features -- the 450-unit fully connected layer on
+  MNIST, the LSTM's last state on text (card: "context from the encoder's last state"). Without
+  it the flow could not adapt per example (card, pitfalls).
+- Initialisation of a step: output weights zero, m = 0, s = `iaf.gate_bias` = 2, so training
+  starts from a rescaled diagonal Gaussian with sigma ~ 0.88 (paper: start sigma near 1, from
+  memory; the numbers are ours).
+- log q(z|x) includes the log-determinant everywhere: the training KL, the evaluation's MC KL,
+  IW-NLL weights and the MI pool densities (METRICS.md sections 1, 4, 5).
+- Training KL: analytic per dimension for the Gaussian rows; for IAF rows the single-sample
+  Monte Carlo log q(z|x) - log p(z) at the z the decoder is trained on, split over dimensions
+  as the official code does (`repro.nn.flows.mc_kl_per_dim`: per-element logqs - logps).
+- Free bits: `FreeBitsConfig(variant="kingma_group_batchmean", lam, group_size=1)` -- each
+  latent dimension is a group (card: "single dimensions when nothing is shared"; one 32-d
+  vector shares nothing), its KL averaged over the minibatch, then floored at lambda
+  (App. C.8, `tf_train.py`). `train/kl` and every evaluation report the unclamped KL (card).
+- MNIST encoder/decoder: `repro.nn.images`: three stride-2 residual stages of 16, 32, 32
+  maps, a 450-unit fully connected layer, a mirrored decoder with transposed convolutions,
+  ELU, weight normalisation with data-dependent initialisation on the first training batch
+  (card: App. B), Bernoulli pixels, z of 32 dimensions, prior N(0, I).
+- Text model: `repro.models.TextVAE` (LSTM encoder and decoder, z via the decoder's initial
+  state), 32-d z (card, "Local data and substitutes"), no KL annealing and no word dropout, so
+  the rows differ only in the posterior and the free bits.
+- Objective: the single-sample ELBO (the TF code's default k = 1 importance samples).
+- Evaluation (one protocol for the suite): IW-NLL with K = 128 on MNIST (card), the negative
+  ELBO, MC KL (100 draws, `evaluate`'s default, recorded as `mc_samples`), AU from Monte Carlo
+  posterior means, MI over minibatch pools of 32 (`mi_pool="batch"`, every row alike: scoring
+  a flow posterior's density inverts the flow, d MADE passes a step, so the suite's default
+  whole-test-set pool, N^2 inversions, is out of reach on a CPU).
+
+Deviations from the paper (`presets.py` lists each scale's settings):
+- Reduced scale in `cpu`: 30 MNIST epochs instead of training to convergence; MADE width 1920
+  cut to 480 (depth kept); the PTB model at 256 units for 12 epochs, K = 100. The MNIST
+  architecture, K = 128 and the data are the paper's.
+- Adam instead of Adamax (the trainer offers Adam and SGD) at the Theano code's rate 2e-3,
+  batch 100, no gradient clipping, early stopping on the validation ELBO: ours (the card did
+  not retrieve App. B's optimiser settings); no exponential moving average of the weights (the
+  TF code evaluates with an EMA of decay 0.999).
+- Weight normalisation is on the convolutional encoder and decoder only, not in the MADEs.
+- The MNIST ResNet's exact block internals (kernel sizes, shortcut form) are ours: 3x3
+  convolutions, 1x1 projection shortcuts (nearest-neighbour resize when up-sampling), no
+  0.1 residual scale; the decoder ends in a 3x3 convolution to one logit map.
+- The static-MNIST result (-79.88, "deep IAF VAE") is attached to the depth-8 width-1920 row:
+  the card does not give its configuration.
+- Free-bits lambda sweep over {0, 0.125, 0.25, 0.5, 1} of the paper's {0, ..., 8} (presets.py
+  says why), on MNIST and on PTB.
+- One seed per row; the paper reports mean and standard deviation over 5 runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from repro import schedules
+from repro.config import FreeBitsConfig, KLScheduleConfig, ModelConfig, bounded
+from repro.model import LatentVariableModel
+from repro.models import TextVAE, TextVAEConfig
+from repro.nn.distributions import DiagonalGaussian, StandardNormal
+from repro.nn.flows import IAF, IAFConfig, IAFPosterior, sample_kl_dims
+from repro.nn.images import BernoulliConvDecoder, ConvEncoder, data_dependent_init, weight_normalise
+from repro.objectives import elbo_loss
+
+
+@dataclass
+class ImageVAEConfig(ModelConfig):
+    latent_size: int = bounded(32, lo=1)
+    channels: tuple[int, ...] = (16, 32, 32)           # feature maps per stride-2 stage
+    blocks_per_stage: int = bounded(1, lo=1)           # residual blocks per stage (depth)
+    hidden_size: int = bounded(450, lo=1)              # fully connected layer; the IAF context
+    weight_norm: bool = True                           # with data-dependent initialisation
+    iaf: IAFConfig = field(default_factory=IAFConfig)
+    kl: KLScheduleConfig = field(default_factory=KLScheduleConfig)
+    free_bits: FreeBitsConfig = field(default_factory=FreeBitsConfig)
+
+
+@dataclass
+class IAFTextVAEConfig(TextVAEConfig):
+    iaf: IAFConfig = field(default_factory=IAFConfig)
+
+
+def elbo_terms(model, batch, step: int) -> dict[str, torch.Tensor]:
+    """The training loss of both models: the single-sample ELBO with the per-dimension KL
+    (analytic or MC at the same z), KL weight and free bits from `model.cfg`."""
+    posterior = model.posterior(batch)
+    z, kl_dims = sample_kl_dims(posterior, model.prior(batch))
+    rec = -model.log_likelihood(batch, z)[0]
+    return elbo_loss(rec, kl_dims, schedules.kl_weight(step, model.cfg.kl), model.cfg.free_bits)
+
+
+class ImageVAE(LatentVariableModel):
+    """Convolutional encoder -> Gaussian (+ IAF) q(z|x); N(0, I) prior; Bernoulli conv decoder."""
+
+    def __init__(self, cfg: ImageVAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        arch = (cfg.latent_size, cfg.channels, cfg.blocks_per_stage, cfg.hidden_size)
+        self.encoder, self.decoder = ConvEncoder(*arch), BernoulliConvDecoder(*arch)
+        if cfg.weight_norm:
+            weight_normalise(self.encoder)
+            weight_normalise(self.decoder)
+        self.flow = IAF.from_config(cfg.iaf, cfg.latent_size, cfg.hidden_size) if cfg.iaf.steps else None
+        self._prior = StandardNormal((cfg.latent_size,))
+
+    def posterior(self, batch):
+        mu, logvar, features = self.encoder(batch.x)
+        base = DiagonalGaussian(mu, logvar)
+        return base if self.flow is None else IAFPosterior(base, features, self.flow)
+
+    def prior(self, batch) -> StandardNormal:
+        return self._prior
+
+    def log_likelihood(self, batch, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder.log_likelihood(batch.x, z)
+
+    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
+        return elbo_terms(self, batch, step)
+
+
+class IAFTextVAE(TextVAE):
+    """`TextVAE` whose posterior is refined by IAF steps reading the encoder's last LSTM state."""
+
+    def __init__(self, cfg: IAFTextVAEConfig, vocab):
+        super().__init__(cfg, vocab)
+        self.flow = (IAF.from_config(cfg.iaf, cfg.latent_size, cfg.encoder_hidden)
+                     if cfg.iaf.steps else None)
+
+    def posterior(self, batch):
+        if self.flow is None:
+            return super().posterior(batch)
+        encoder, lengths = self.encoder, batch.num_targets
+        out, _ = encoder.lstm(encoder.embed(batch.targets))
+        # The state at the last real token (as `LSTMEncoder`), which is also the IAF context.
+        last = out[torch.arange(out.shape[0], device=out.device), lengths - 1]
+        mu, logvar = encoder.to_gaussian(last).float().chunk(2, -1)
+        return IAFPosterior(DiagonalGaussian(mu, logvar), last, self.flow)
+
+    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
+        return elbo_terms(self, batch, step)
+
+
+def build(cfg, corpus):
+    if isinstance(cfg.model, IAFTextVAEConfig):
+        return IAFTextVAE(cfg.model, corpus.vocab)
+    model = ImageVAE(cfg.model)
+    if cfg.model.weight_norm:
+        batch = next(iter(corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed)))
+        data_dependent_init(model, lambda: model.loss(batch, 0))
+    return model

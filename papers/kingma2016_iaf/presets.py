@@ -1,0 +1,185 @@
+"""Variants and presets for Kingma et al. 2016: `smoke` (seconds), `cpu` (2 cores), `paper` (GPU).
+
+Rows. MNIST, dynamically binarised (`mnist`, the paper's Table 1): the diagonal Gaussian and
+the four IAF rows (depth = IAF steps, width = MADE hidden units), plus the Gaussian and the
+depth-2 width-320 IAF with free bits (lambda = 0.25 nats per dimension, the official code's
+`kl_min` default) -- the issue's four-way comparison. Statically binarised MNIST
+(`binarized_mnist`): the paper's one static result, attributed to the depth-8 row. PTB (the
+suite's text setting, an adaptation with no paper target): Gaussian, Gaussian + free bits, IAF
+(2 steps of width 320), IAF + free bits. CIFAR-10 rows are kept with their numbers, not run.
+
+The lambda sweep is a set of variants, so each value is a row of the results table:
+`<data>-iaf-fb-lam<lambda>` for lambda in {0.125, 0.5, 1} on MNIST and on PTB, which with the
+IAF rows (lambda = 0) and the free-bits rows (0.25) covers {0, 0.125, 0.25, 0.5, 1} of the
+paper's grid {0, 0.125, ..., 8}. Groups are single dimensions of a 32-d z, so the floor on the
+total KL is 32 lambda: 2, 4 and 8 nats per dimension (a floor of 64 to 256 nats) would exceed
+any KL these models use (the paper's grid was for CIFAR feature-map groups), so they are left
+out. Other values: `--set model.free_bits.lam=...`.
+
+`paper` (GPU): the card's architecture (channels 16/32/32, one stride-2 residual block per
+stage, 450 hidden units, z 32, weight normalisation), the rows' IAF sizes, K = 128 importance
+samples; Adam at 2e-3 (the Theano code's Adamax `alpha`), batch 100, up to 1000 epochs with
+early stopping after 50 without a better validation ELBO, and no gradient clipping: ours (the
+card did not retrieve App. B's optimiser settings). PTB: embedding 512, LSTMs of 1024 (He et
+al. 2019's text-VAE size), z 32, Adam 1e-3, clipping 5, up to 40 epochs with patience 5,
+K = 500; ours, as the paper has no text model.
+
+Every row evaluates MI over minibatch pools of 32 (`mi_pool="batch"`, He et al.'s estimator)
+and all metrics on the whole test split: a flow posterior's density needs the flow inverted
+(up to d MADE passes a step) for each of N x M (sample, pool member) pairs, which the whole
+test set as pool (M = N = 10,000) would make infeasible; every row uses the same pool so MI
+stays comparable (METRICS.md section 5).
+
+Reductions in `cpu` (and why): MNIST 30 epochs (the paper trains to convergence, hundreds);
+MADE width 1920 -> 480 in the three wide rows (at 1920 the depth-8 flow costs several times the
+convolutional network per update, and its density is inverted for every MI pair; width 320 is
+kept); PTB embedding 256 and LSTMs of 256 instead of 512/1024, 12 epochs, K = 100 instead of
+500. MNIST keeps K = 128, the card's architecture and the static/dynamic data as the paper.
+Measured cost (CPU time of one thread over 25 updates and 128 evaluation images, extrapolated;
+two cores are perhaps 1.6x faster): an MNIST epoch 0.8 min (1.0 at depth 8), the K = 128 test
+evaluation 6 (Gaussian) to 14 min (depth 8), a PTB epoch 4 min. The trainer's per-epoch
+validation computes every metric; for IAF rows its MI (N x 32 flow inversions) and Monte Carlo
+KL/AU cost 1.1 (depth 2) to 6.5 min (depth 8) per MNIST epoch, 0.5 min per PTB epoch, against
+0.2 to 0.9 min for the validation ELBO alone -- most of a depth-4/8 row's time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from papers.kingma2016_iaf.model import ImageVAEConfig, IAFTextVAEConfig
+from repro.config import DataConfig, EvalConfig, FreeBitsConfig, OptimConfig, RunConfig, TrainConfig
+from repro.nn.flows import IAFConfig
+
+PAPER = "kingma2016_iaf"
+FREE_BITS_LAMBDA = 0.25           # nats per dimension: `kl_min` in openai/iaf (card)
+SWEEP_LAMBDAS = (0.125, 0.5, 1.0)
+TEXT_IAF = (2, 320)               # steps, width of the PTB adaptation (the paper's smallest flow)
+
+
+@dataclass(frozen=True)
+class Row:
+    """What a variant is: its data, its IAF (0 steps: Gaussian) and its free-bits lambda."""
+
+    dataset: str
+    iaf_steps: int = 0
+    iaf_width: int = 0
+    lam: float | None = None      # None: no free bits
+
+
+def _lam_name(lam: float) -> str:
+    return f"{lam:g}"
+
+
+def _rows() -> dict[str, Row]:
+    def sweep(prefix: str, steps: int, width: int) -> dict[str, Row]:
+        return {f"{prefix}-iaf-fb-lam{_lam_name(lam)}": Row(prefix, steps, width, lam)
+                for lam in SWEEP_LAMBDAS}
+
+    return {
+        "mnist-diag": Row("mnist"),
+        "mnist-diag-fb": Row("mnist", lam=FREE_BITS_LAMBDA),
+        "mnist-iaf-d2-w320": Row("mnist", 2, 320),
+        "mnist-iaf-d2-w1920": Row("mnist", 2, 1920),
+        "mnist-iaf-d4-w1920": Row("mnist", 4, 1920),
+        "mnist-iaf-d8-w1920": Row("mnist", 8, 1920),
+        "mnist-iaf-fb": Row("mnist", 2, 320, FREE_BITS_LAMBDA),
+        **sweep("mnist", 2, 320),
+        "static-iaf-d8-w1920": Row("binarized_mnist", 8, 1920),
+        "ptb-gauss": Row("ptb"),
+        "ptb-gauss-fb": Row("ptb", lam=FREE_BITS_LAMBDA),
+        "ptb-iaf": Row("ptb", *TEXT_IAF),
+        "ptb-iaf-fb": Row("ptb", *TEXT_IAF, FREE_BITS_LAMBDA),
+        **sweep("ptb", *TEXT_IAF),
+    }
+
+
+ROWS = _rows()
+
+
+@dataclass(frozen=True)
+class ImageScale:
+    channels: tuple[int, ...]
+    hidden: int
+    latent: int
+    width_cap: int | None         # MADE width ceiling (None: the row's own)
+    data: DataConfig
+    train: TrainConfig
+    eval: EvalConfig
+
+
+@dataclass(frozen=True)
+class TextScale:
+    embed: int
+    hidden: int
+    latent: int
+    width_cap: int | None
+    data: DataConfig
+    optim: OptimConfig
+    train: TrainConfig
+    eval: EvalConfig
+
+
+# MI over pools of 32 for every row (module docstring); one thread for the tiny smoke models.
+SMOKE_EVAL = EvalConfig(iw_samples=4, iw_chunk=2, max_examples=40, mi_pool="batch")
+IMAGE_SCALES = {
+    "smoke": ImageScale((4, 8, 8), hidden=16, latent=4, width_cap=8,
+                        data=DataConfig(train_fraction=0.002, batch_size=50, eval_batch_size=32),
+                        train=TrainConfig(epochs=1, threads=1), eval=SMOKE_EVAL),
+    "cpu": ImageScale((16, 32, 32), hidden=450, latent=32, width_cap=480,
+                      data=DataConfig(batch_size=100, eval_batch_size=32),
+                      train=TrainConfig(epochs=30),
+                      eval=EvalConfig(iw_samples=128, iw_chunk=4, mi_pool="batch")),
+    "paper": ImageScale((16, 32, 32), hidden=450, latent=32, width_cap=None,
+                        data=DataConfig(batch_size=100, eval_batch_size=32),
+                        train=TrainConfig(epochs=1000, early_stop_patience=50),
+                        eval=EvalConfig(iw_samples=128, iw_chunk=16, mi_pool="batch")),
+}
+TEXT_SCALES = {
+    "smoke": TextScale(embed=16, hidden=16, latent=4, width_cap=8,
+                       data=DataConfig(train_fraction=0.005, max_vocab=500, eval_batch_size=32),
+                       optim=OptimConfig(lr=1e-3, grad_clip=5.0),
+                       train=TrainConfig(epochs=1, threads=1), eval=SMOKE_EVAL),
+    "cpu": TextScale(embed=256, hidden=256, latent=32, width_cap=None,
+                     data=DataConfig(eval_batch_size=32), optim=OptimConfig(lr=1e-3, grad_clip=5.0),
+                     train=TrainConfig(epochs=12),
+                     eval=EvalConfig(iw_samples=100, iw_chunk=50, mi_pool="batch")),
+    "paper": TextScale(embed=512, hidden=1024, latent=32, width_cap=None,
+                       data=DataConfig(eval_batch_size=32), optim=OptimConfig(lr=1e-3, grad_clip=5.0),
+                       train=TrainConfig(epochs=40, early_stop_patience=5),
+                       eval=EvalConfig(iw_samples=500, iw_chunk=100, mi_pool="batch")),
+}
+# Adam at the Theano code's Adamax rate; no clipping (none in the official code).
+IMAGE_OPTIM = OptimConfig(lr=2e-3, grad_clip=None)
+
+
+def _iaf(row: Row, width_cap: int | None) -> IAFConfig:
+    if not row.iaf_steps:
+        return IAFConfig()
+    width = row.iaf_width if width_cap is None else min(row.iaf_width, width_cap)
+    return IAFConfig(steps=row.iaf_steps, hidden_sizes=(width, width))
+
+
+def _free_bits(row: Row) -> FreeBitsConfig:
+    if row.lam is None:
+        return FreeBitsConfig()
+    return FreeBitsConfig(variant="kingma_group_batchmean", lam=row.lam, group_size=1)
+
+
+def make(variant: str, preset: str) -> RunConfig:
+    row = ROWS[variant]
+    if row.dataset == "ptb":
+        s = TEXT_SCALES[preset]
+        model = IAFTextVAEConfig(embed_size=s.embed, encoder_hidden=s.hidden, decoder_hidden=s.hidden,
+                                 latent_size=s.latent, iaf=_iaf(row, s.width_cap),
+                                 free_bits=_free_bits(row))
+        data, optim = replace(s.data, dataset="ptb"), replace(s.optim)
+    else:
+        s = IMAGE_SCALES[preset]
+        model = ImageVAEConfig(latent_size=s.latent, channels=s.channels, hidden_size=s.hidden,
+                               iaf=_iaf(row, s.width_cap), free_bits=_free_bits(row))
+        data, optim = replace(s.data, dataset=row.dataset), replace(IMAGE_OPTIM)
+    return RunConfig(paper=PAPER, variant=variant, preset=preset, model=model, data=data,
+                     optim=optim, train=replace(s.train), eval=replace(s.eval))
+
+
+PRESETS = ("smoke", "cpu", "paper")

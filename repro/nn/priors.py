@@ -1,0 +1,209 @@
+"""Learned priors and local decoders for lossy codes (Chen et al. 2017, VLAE).
+
+`AFPrior`: an autoregressive-flow prior p(z). A flow step maps z to eps in ONE parallel MADE pass
+(the density direction; the inverse of an IAF step, which maps noise to z):
+    eps_i = (z_i - m_i(z_<i)) * exp(-s_i(z_<i)),      log|det d eps / d z| = -sum_i s_i,
+so with eps = f_K(...f_1(z)) and eps ~ N(0, I),
+    log p(z) = log N(eps; 0, I) + sum_k log|det d f_k / d z_{k-1}|.
+Chen et al.'s prior is mean-only (s = 0, unit determinant); `scale=True` adds s (the card's
+"optionally with scale" for text). Sampling inverts each step coordinate by coordinate:
+z_i = m_i(z_<i) + exp(s_i(z_<i)) eps_i needs z_<i first, so it costs d MADE passes a step.
+Steps alternate ascending and descending MADE order (no permutation of z), as `repro.nn.flows.IAF`.
+A fresh prior is the identity map (zero MADE outputs), i.e. exactly N(0, I).
+
+`PixelCNNDecoder`: a PixelCNN over binary 28x28 images with a deliberately small receptive field
+(masked 3x3 convolutions, van den Oord et al. 2016), conditioned on a feature map computed from z
+(Chen et al.'s VLAE: the VAE decoder's 28x28x4 output concatenated with the image). Pixel (i, j)
+reads only pixels before it in raster order and at most `window` rows up / columns aside.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro.config import bounded
+from repro.nn.distributions import StandardNormal
+from repro.nn.flows import MADE
+
+
+@dataclass
+class AFPriorConfig:
+    """The prior over z; `steps=0` is N(0, I)."""
+
+    steps: int = bounded(0, lo=0)                    # flow steps (Chen et al.: 4)
+    hidden_sizes: tuple[int, ...] = (640, 640)       # MADE hidden layers per step
+    scale: bool = False                              # False: mean-only, as the paper
+
+
+class AFStep(nn.Module):
+    """One step in the density direction, `z (..., d) -> (eps (..., d), log|det| (...))`."""
+
+    def __init__(self, latent_size: int, hidden_sizes: Sequence[int], order: Sequence[int],
+                 scale: bool):
+        super().__init__()
+        self.scale = scale
+        # ReLU MADE (the card: "3-layer MADE with 640 hidden units and ReLU").
+        self.made = MADE(latent_size, hidden_sizes, 2 if scale else 1, order=order,
+                         activation=F.relu)
+        # Zero outputs: m = s = 0 for every z, so a fresh step is the identity and the prior
+        # starts as N(0, I) (the Gaussian-prior VAE the flow should improve on).
+        nn.init.zeros_(self.made.output.weight)
+        nn.init.zeros_(self.made.output.bias)
+
+    def shift_and_log_scale(self, z: torch.Tensor):
+        """`(m, s)`, each `(..., d)` (s is None when mean-only), in fp32 so the density stays
+        exact under autocast."""
+        out = self.made(z).float()
+        return out[..., 0, :], (out[..., 1, :] if self.scale else None)
+
+    def forward(self, z: torch.Tensor):
+        shift, log_scale = self.shift_and_log_scale(z)
+        if log_scale is None:
+            return z - shift, z.new_zeros(z.shape[:-1])
+        return (z - shift) * torch.exp(-log_scale), -log_scale.sum(-1)
+
+    def inverse(self, eps: torch.Tensor) -> torch.Tensor:
+        """z with `forward(z)[0] == eps`: sweep k solves the coordinate at order position k,
+        z_i = m_i + exp(s_i) eps_i, from (m, s) computed on the coordinates already solved, so
+        d sweeps are exact. Unsolved coordinates keep their finite eps meanwhile (as
+        `repro.nn.flows.IAFStep.inverse`): updating the whole vector at once would feed
+        unsolved values through exp(s) and can overflow."""
+        z = eps
+        for position in range(1, self.made.latent_size + 1):
+            shift, log_scale = self.shift_and_log_scale(z)
+            solved = shift + (eps if log_scale is None else torch.exp(log_scale) * eps)
+            z = torch.where(self.made.order == position, solved, z)
+        return z
+
+
+class AFPrior(nn.Module):
+    """p(z) by an autoregressive flow from N(0, I); the prior interface of `repro.model`."""
+
+    def __init__(self, latent_size: int, steps: int, hidden_sizes: Sequence[int],
+                 scale: bool = False):
+        super().__init__()
+        if steps < 1:
+            raise ValueError("an AF prior needs steps >= 1 (use StandardNormal for none)")
+        ascending = list(range(1, latent_size + 1))
+        self.steps = nn.ModuleList(
+            AFStep(latent_size, hidden_sizes, ascending if k % 2 == 0 else ascending[::-1], scale)
+            for k in range(steps))
+        self.base = StandardNormal((latent_size,))
+        self.latent_size = latent_size
+
+    @classmethod
+    def from_config(cls, cfg: AFPriorConfig, latent_size: int) -> "AFPrior":
+        return cls(latent_size, cfg.steps, cfg.hidden_sizes, cfg.scale)
+
+    def to_noise(self, z: torch.Tensor):
+        """`z (..., d) -> (eps (..., d), log|det d eps / d z| (...))`: one MADE pass a step."""
+        log_det = z.new_zeros(z.shape[:-1], dtype=torch.float32)
+        eps = z
+        for step in self.steps:
+            eps, step_log_det = step(eps)
+            log_det = log_det + step_log_det
+        return eps, log_det
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """`z (n, B, d) -> (n, B)` (any leading shape)."""
+        eps, log_det = self.to_noise(z)
+        return self.base.log_prob(eps) + log_det
+
+    @torch.no_grad()
+    def sample(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`(n, d)` draws from p(z): sequential, d MADE passes per step."""
+        weight = self.steps[0].made.output.weight
+        # Noise from a CPU generator, so a seed gives the same draws on every device.
+        z = torch.randn((n, self.latent_size), generator=generator).to(
+            device if device is not None else weight.device, weight.dtype)
+        for step in reversed(self.steps):
+            z = step.inverse(z)
+        return z
+
+
+def make_prior(cfg: AFPriorConfig, latent_size: int):
+    """N(0, I) for `steps=0`, else the AF prior (an `nn.Module`, so it trains with the model)."""
+    return StandardNormal((latent_size,)) if cfg.steps == 0 else AFPrior.from_config(cfg, latent_size)
+
+
+# --- a local autoregressive decoder for binary images -------------------------------------
+
+class MaskedConv2d(nn.Conv2d):
+    """A k x k convolution, `(N, C_in, H, W) -> (N, C_out, H, W)`, whose output at (i, j) reads
+    the rows above i and the pixels left of j in row i; mask "B" also reads (i, j) itself.
+    Mask "A" is the first layer's (the pixel being predicted is never an input); "B" the later
+    layers' (their (i, j) features already exclude x_ij)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str):
+        if mask_type not in ("A", "B") or kernel_size % 2 == 0:
+            raise ValueError(f"need mask 'A' or 'B' and an odd kernel, got {mask_type!r}, {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        centre = kernel_size // 2
+        mask = torch.ones(kernel_size, kernel_size)
+        mask[centre, centre + (mask_type == "B"):] = 0
+        mask[centre + 1:] = 0
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+@dataclass
+class PixelCNNConfig:
+    """The local decoder (Chen et al.'s MNIST PixelCNN: 6 masked 3x3 layers of 12 filters in
+    residual blocks, then 4 residual 1x1 blocks, on the image and a 4-map feature map of z)."""
+
+    feature_maps: int = bounded(4, lo=0)             # maps from z (0: unconditional PixelCNN)
+    filters: int = bounded(12, lo=1)
+    masked_layers: int = bounded(6, lo=1)            # sets the receptive field
+    pointwise_blocks: int = bounded(4, lo=0)
+    kernel_size: int = bounded(3, lo=3)
+
+
+class PixelCNNDecoder(nn.Module):
+    """Bernoulli logits of `x (B, 1, H, W)` given `features (n*B, F, H, W)` (or None when
+    `feature_maps == 0`), `(n*B, 1, H, W)`; logit (i, j) depends on x only inside the causal
+    window (`receptive_field`) and on the features anywhere."""
+
+    def __init__(self, cfg: PixelCNNConfig):
+        super().__init__()
+        k = cfg.kernel_size
+        self.window = cfg.masked_layers * (k // 2)
+        self.input = MaskedConv2d(1, cfg.filters, k, "A")
+        # The features come from z, not from x, so reading them unmasked breaks no causality.
+        self.condition = (nn.Conv2d(cfg.feature_maps, cfg.filters, k, padding=k // 2)
+                          if cfg.feature_maps else None)
+        self.masked = nn.ModuleList(MaskedConv2d(cfg.filters, cfg.filters, k, "B")
+                                    for _ in range(cfg.masked_layers - 1))
+        self.pointwise = nn.ModuleList(nn.Conv2d(cfg.filters, cfg.filters, 1)
+                                       for _ in range(cfg.pointwise_blocks))
+        self.to_logits = nn.Conv2d(cfg.filters, 1, 1)
+
+    @property
+    def receptive_field(self) -> tuple[int, int]:
+        """(rows, columns) of the window's bounding box: `window` rows up and `window` columns
+        either side; within it only pixels before the current one in raster order are read."""
+        return self.window + 1, 2 * self.window + 1
+
+    def logits(self, x: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        h = self.input(x)                                             # (B, C, H, W)
+        if features is not None:
+            # x's first layer is computed once and shared by the n samples of z.
+            n = features.shape[0] // x.shape[0]
+            cond = self.condition(features).unflatten(0, (n, x.shape[0]))
+            h = (h.unsqueeze(0) + cond).flatten(0, 1)                 # (n*B, C, H, W)
+        for layer in [*self.masked, *self.pointwise]:
+            h = h + layer(F.elu(h))
+        return self.to_logits(F.elu(h))
+
+    def log_likelihood(self, x: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """`x (B, 1, H, W)` in {0, 1} -> sum of pixel log-probabilities `(n, B)`."""
+        logits = self.logits(x, features).float()
+        n, batch = logits.shape[0] // x.shape[0], x.shape[0]
+        target = x.unsqueeze(0).expand(n, *x.shape).flatten(0, 1)
+        nll = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return -nll.flatten(1).sum(-1).view(n, batch)

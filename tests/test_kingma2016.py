@@ -1,0 +1,302 @@
+"""Kingma et al. 2016 (papers/kingma2016_iaf): the convolutional Bernoulli VAE, the IAF posterior
+inside both models, Kingma's free bits on the flow's per-dimension KL, the variants' configs
+against the paper card, the reported numbers, a smoke reproduction of every runnable variant,
+and the qualitative claims checked on the records of the real (cpu) run."""
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import distributions as D
+
+from papers.kingma2016_iaf.model import IAFTextVAE, ImageVAE, build
+from papers.kingma2016_iaf.presets import FREE_BITS_LAMBDA, ROWS, SWEEP_LAMBDAS
+from repro.config import FreeBitsConfig, RunConfig, apply_overrides
+from repro.data import load_corpus
+from repro.models import TextVAE
+from repro.nn.distributions import DiagonalGaussian
+from repro.nn.flows import IAFPosterior, sample_kl_dims
+from repro.nn.images import BernoulliConvDecoder, ConvEncoder, stage_sizes
+from repro.registry import get_paper, resolve
+from repro.train import train
+
+PAPER = "kingma2016_iaf"
+RECORDS = Path(__file__).resolve().parents[1] / "results" / "records" / PAPER
+CARD_MNIST_IAF = {"mnist-iaf-d2-w320": (2, 320), "mnist-iaf-d2-w1920": (2, 1920),
+                  "mnist-iaf-d4-w1920": (4, 1920), "mnist-iaf-d8-w1920": (8, 1920)}
+
+
+def config(variant, preset):
+    return resolve(PAPER, variant, preset)[1]
+
+
+_CORPORA = {}
+
+
+def cached_corpus(data_cfg):
+    """`load_corpus` once per data config (MNIST takes seconds to read and binarise)."""
+    key = repr(data_cfg)
+    if key not in _CORPORA:
+        _CORPORA[key] = load_corpus(data_cfg)
+    return _CORPORA[key]
+
+
+def smoke_model(variant):
+    cfg = config(variant, "smoke")
+    torch.manual_seed(0)
+    return build(cfg, cached_corpus(cfg.data)), cached_corpus(cfg.data)
+
+
+# --- the convolutional VAE -----------------------------------------------------------------
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_conv_encoder_and_decoder_shapes(blocks):
+    assert stage_sizes(28, 3) == [28, 14, 7, 4]
+    encoder = ConvEncoder(6, (4, 8, 8), blocks, hidden_size=20)
+    decoder = BernoulliConvDecoder(6, (4, 8, 8), blocks, hidden_size=20)
+    mu, logvar, features = encoder(torch.rand(5, 1, 28, 28))
+    assert mu.shape == logvar.shape == (5, 6) and features.shape == (5, 20)
+    assert decoder.logits(torch.randn(3, 5, 6)).shape == (15, 1, 28, 28)
+    downsampling = [b for b in encoder.blocks if b.conv1.stride == (2, 2)]
+    assert len(encoder.blocks) == 3 * blocks and len(downsampling) == 3
+    assert sum(isinstance(b.conv1, torch.nn.ConvTranspose2d) for b in decoder.blocks) == 3
+
+
+def test_bernoulli_log_likelihood_sums_the_784_pixels_per_sample():
+    torch.manual_seed(0)
+    decoder = BernoulliConvDecoder(4, (4, 8, 8), hidden_size=16)
+    x = (torch.rand(3, 1, 28, 28) < 0.4).float()
+    z = torch.randn(2, 3, 4)
+    expected = D.Bernoulli(logits=decoder.logits(z).view(2, 3, 784)).log_prob(x.view(1, 3, 784)).sum(-1)
+    assert torch.allclose(decoder.log_likelihood(x, z), expected, atol=1e-4)
+
+
+def test_build_initialises_weight_norm_from_the_first_training_batch():
+    model, corpus = smoke_model("mnist-diag")
+    cfg = config("mnist-diag", "smoke")
+    batch = next(iter(corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed)))
+    first = model.encoder.blocks[0].conv1
+    assert hasattr(first, "parametrizations")                      # weight-normalised
+    with torch.no_grad():
+        out = first(batch.x)
+    assert torch.allclose(out.mean((0, 2, 3)), torch.zeros(out.shape[1]), atol=1e-4)
+    assert torch.allclose(out.std((0, 2, 3)), torch.ones(out.shape[1]), atol=1e-3)
+
+
+# --- the IAF posterior inside the models ---------------------------------------------------
+
+def test_image_vae_posterior_is_the_gaussian_or_the_iaf_reading_the_encoder_features():
+    gaussian, corpus = smoke_model("mnist-diag")
+    assert isinstance(gaussian.posterior(next(iter(corpus.batches("test", 4, False)))), DiagonalGaussian)
+    model, _ = smoke_model("mnist-iaf-d8-w1920")
+    batch = next(iter(corpus.batches("test", 4, False)))
+    posterior = model.posterior(batch)
+    mu, logvar, features = model.encoder(batch.x)
+    assert isinstance(model, ImageVAE) and isinstance(posterior, IAFPosterior)
+    assert len(model.flow.steps) == 8
+    assert torch.equal(posterior.context, features) and torch.equal(posterior.base.mu, mu)
+
+
+def test_iaf_text_vae_keeps_textvaes_gaussian_and_reads_the_last_lstm_state():
+    model, corpus = smoke_model("ptb-iaf")
+    assert isinstance(model, IAFTextVAE) and len(model.flow.steps) == 2
+    batch = next(iter(corpus.batches("test", 6, False)))
+    posterior = model.posterior(batch)
+    base = TextVAE.posterior(model, batch)                         # the shared Gaussian encoder
+    assert torch.allclose(posterior.base.mu, base.mu) and torch.allclose(posterior.base.logvar, base.logvar)
+    out, _ = model.encoder.lstm(model.encoder.embed(batch.targets))
+    for i, length in enumerate(batch.num_targets.tolist()):
+        assert torch.equal(posterior.context[i], out[i, length - 1])
+    # The context steers the flow: the same noise gives another z under another context.
+    model.flow.steps[0].made.output.weight.data.normal_(0, 0.1)
+    shuffled = IAFPosterior(posterior.base, posterior.context.flip(0), model.flow)
+    z0 = posterior.base.rsample(1)[0]
+    assert not torch.allclose(model.flow(z0, posterior.context)[0], model.flow(z0, shuffled.context)[0])
+    assert isinstance(smoke_model("ptb-gauss")[0].posterior(batch), DiagonalGaussian)
+
+
+def test_kingma_free_bits_floor_the_batch_mean_of_each_dimensions_flow_kl():
+    model, corpus = smoke_model("mnist-iaf-fb")
+    model.flow.steps[0].made.output.weight.data.normal_(0, 0.3)    # a genuinely nonlinear flow
+    batch = next(iter(corpus.batches("train", 16, shuffle=False)))
+    torch.manual_seed(0)
+    z, kl_dims = sample_kl_dims(model.posterior(batch), model.prior(batch))
+    rec = -model.log_likelihood(batch, z)[0]
+    batch_mean = kl_dims.mean(0)
+    ranked = batch_mean.detach().sort().values
+    lam = float(ranked[1] + ranked[2]) / 2                          # two dimensions below, two above
+    model.cfg = replace(model.cfg, free_bits=FreeBitsConfig("kingma_group_batchmean", lam=lam))
+    torch.manual_seed(0)                                             # the same draw inside loss()
+    terms = model.loss(batch, 0)
+    floored = batch_mean < lam
+    assert floored.sum() == 2
+    assert torch.allclose(terms["loss"], rec.mean() + torch.where(floored, lam, batch_mean).sum())
+    assert torch.allclose(terms["kl"], kl_dims.sum(-1).mean())       # logged unclamped
+    # Floored dimensions' KL carries no gradient; the others' carries it whole.
+    params = [p for p in model.parameters() if p.requires_grad]
+    got = torch.autograd.grad(terms["loss"], params, retain_graph=True)
+    want = torch.autograd.grad(rec.mean() + batch_mean[~floored].sum(), params, allow_unused=True)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, torch.zeros_like(g) if w is None else w, atol=1e-5)
+
+
+# --- variants and presets against the card ------------------------------------------------
+
+def test_one_variant_per_row_and_the_cifar_rows_are_kept_not_run():
+    paper = get_paper(PAPER)
+    runnable = {n for n, v in paper.variants.items() if v.runnable}
+    assert runnable == set(ROWS)
+    assert {"mnist-diag", "mnist-diag-fb", "mnist-iaf-fb", "static-iaf-d8-w1920", "ptb-gauss",
+            "ptb-gauss-fb", "ptb-iaf", "ptb-iaf-fb", *CARD_MNIST_IAF} <= runnable
+    cifar = [v for v in paper.variants.values() if not v.runnable]
+    assert len(cifar) == 10 and all(v.name.startswith("cifar10-") for v in cifar)
+    assert all(v.not_run_reason == "CIFAR-10 is not available here" and not v.presets for v in cifar)
+
+
+def test_paper_preset_mnist_rows_are_the_cards_model():
+    for variant in [v for v, row in ROWS.items() if row.dataset != "ptb"]:
+        cfg = config(variant, "paper")
+        m = cfg.model
+        assert (m.channels, m.blocks_per_stage, m.hidden_size, m.latent_size) == ((16, 32, 32), 1, 450, 32)
+        assert m.weight_norm and m.kl.kind == "constant"
+        assert cfg.eval.iw_samples == 128
+        assert cfg.data.dataset == ("binarized_mnist" if variant.startswith("static") else "mnist")
+    for variant, (depth, width) in CARD_MNIST_IAF.items():
+        iaf = config(variant, "paper").model.iaf
+        assert (iaf.steps, iaf.hidden_sizes, iaf.update) == (depth, (width, width), "gated")
+    assert config("static-iaf-d8-w1920", "paper").model.iaf.steps == 8
+    assert config("mnist-diag", "paper").model.iaf.steps == 0
+
+
+def test_free_bits_rows_use_kingmas_rule_with_single_dimension_groups():
+    lams = {}
+    for variant, row in ROWS.items():
+        fb = config(variant, "paper").model.free_bits
+        if row.lam is None:
+            assert fb.variant == "none"
+            continue
+        assert (fb.variant, fb.group_size, fb.lam) == ("kingma_group_batchmean", 1, row.lam)
+        lams.setdefault(row.dataset, set()).add(row.lam)
+    assert FREE_BITS_LAMBDA == 0.25                                  # openai/iaf kl_min default
+    for dataset in ("mnist", "ptb"):
+        assert lams[dataset] == {0.25, *SWEEP_LAMBDAS}
+        assert set(SWEEP_LAMBDAS) <= {0, 0.125, 0.25, 0.5, 1, 2, 4, 8}  # the paper's grid
+    sweep = [v for v in ROWS if "-lam" in v]
+    assert all(config(v, "paper").model.iaf.steps == 2 for v in sweep)
+
+
+def test_ptb_rows_are_the_labelled_adaptation():
+    paper = get_paper(PAPER)
+    for variant in [v for v, row in ROWS.items() if row.dataset == "ptb"]:
+        cfg = config(variant, "paper")
+        m = cfg.model
+        assert m.latent_size == 32 and m.kl.kind == "constant" and m.word_keep_rate == 1.0
+        assert m.iaf.steps in (0, 2) and not paper.variant(variant).reported
+        assert "adaptation" in paper.variant(variant).description
+
+
+@pytest.mark.parametrize("variant", list(ROWS))
+def test_cpu_preset_reduces_only_what_presets_py_lists(variant):
+    cpu, full = config(variant, "cpu"), config(variant, "paper")
+    assert cpu.train.epochs < full.train.epochs
+    assert (cpu.data.dataset, cpu.model.free_bits, cpu.model.latent_size) == (
+        full.data.dataset, full.model.free_bits, full.model.latent_size)
+    assert cpu.model.iaf.steps == full.model.iaf.steps
+    width = full.model.iaf.hidden_sizes[0]
+    if ROWS[variant].dataset == "ptb":
+        assert (cpu.model.embed_size, cpu.model.encoder_hidden, cpu.eval.iw_samples) == (256, 256, 100)
+        assert cpu.model.iaf == full.model.iaf
+    else:
+        assert replace(cpu.model, iaf=full.model.iaf) == full.model
+        assert cpu.model.iaf.hidden_sizes == ((min(width, 480),) * 2)
+        assert cpu.eval.iw_samples == full.eval.iw_samples == 128
+
+
+@pytest.mark.parametrize("variant", ["mnist-iaf-fb", "ptb-iaf-fb"])
+def test_configs_round_trip_and_other_free_bits_rules_are_selectable_by_name(variant):
+    cfg = config(variant, "cpu")
+    model_cls = get_paper(PAPER).variant(variant).model_config
+    assert RunConfig.from_dict(json.loads(cfg.to_json()), model_cls) == cfg   # `repro eval` path
+    changed = apply_overrides(cfg, ["model.free_bits.variant=li_example_dim",
+                                    "model.iaf.hidden_sizes=[64,64]", "model.iaf.steps=3"])
+    assert changed.model.free_bits.variant == "li_example_dim"
+    assert (changed.model.iaf.steps, changed.model.iaf.hidden_sizes) == (3, (64, 64))
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
+def test_every_row_scores_mi_over_the_same_batch_pool(preset):
+    pools = {(config(v, preset).eval.mi_pool, config(v, preset).data.eval_batch_size) for v in ROWS}
+    assert pools == {("batch", 32)}
+
+
+def test_reported_numbers_are_the_cards():
+    paper = get_paper(PAPER)
+
+    def got(variant):
+        return {k: (r.value, r.tag) for k, r in paper.variant(variant).reported.items()}
+
+    verified, reprint = "verified", "unverified (reprint)"
+    assert got("mnist-diag") == {"test/elbo": (84.08, verified), "test/nll": (81.08, reprint)}
+    assert got("mnist-iaf-d2-w320") == {"test/elbo": (82.02, verified), "test/nll": (79.77, reprint)}
+    assert got("mnist-iaf-d2-w1920") == {"test/elbo": (81.17, verified), "test/nll": (79.30, reprint)}
+    assert got("mnist-iaf-d4-w1920") == {"test/elbo": (80.93, reprint), "test/nll": (79.17, reprint)}
+    assert got("mnist-iaf-d8-w1920") == {"test/elbo": (80.80, verified), "test/nll": (79.10, verified)}
+    assert got("static-iaf-d8-w1920") == {"test/nll": (79.88, verified)}
+    assert got("cifar10-resnet-iaf") == {"test/bits_per_dim": (3.11, verified)}
+    ablation = {f"cifar10-{p}-depth{d}": got(f"cifar10-{p}-depth{d}")["test/bits_per_dim"][0]
+                for p in ("factorised", "iaf1", "iaf2") for d in (4, 8, 12)}
+    assert list(ablation.values()) == [3.74, 3.60, 3.46, 3.56, 3.42, 3.28, 3.53, 3.36, 3.26]
+    for name in ("mnist-diag-fb", "mnist-iaf-fb", "ptb-iaf-fb", "mnist-iaf-fb-lam0.5"):
+        assert not paper.variant(name).reported
+
+
+# --- smoke reproduction --------------------------------------------------------------------
+
+def test_smoke_reproduction_of_every_runnable_variant(tmp_path, monkeypatch):
+    monkeypatch.setattr("repro.train.load_corpus", cached_corpus)
+    # The trainer's training-curve figure (tested with the trainer) would be 60% of this test.
+    monkeypatch.setattr("repro.plots.plot_training", lambda history, path, title="": path)
+    for variant, row in ROWS.items():
+        result = train(config(variant, "smoke"), runs_root=tmp_path, records_root=tmp_path / "records",
+                       track=False, progress=False)
+        record = result.record
+        metrics = record["metrics"]
+        names = ("nll", "elbo", "kl", "mi", "au") + (("ppl",) if row.dataset == "ptb" else ())
+        assert all(math.isfinite(metrics[f"test/{name}"]) for name in names), variant
+        assert record["eval"]["kl_estimator"] == ("mc" if row.iaf_steps else "analytic"), variant
+        assert record["eval"]["mi_pool"] == "batch" and result.record_path.is_file()
+        assert (result.run_dir / "samples.json").is_file() == (row.dataset == "ptb")
+
+
+# --- the real run's records ----------------------------------------------------------------
+
+def _record(variant):
+    path = RECORDS / f"{variant}__cpu__seed0.json"
+    if not path.is_file():
+        pytest.skip(f"{path.name} missing: run `repro reproduce {PAPER} --preset cpu` and commit its records")
+    return json.loads(path.read_text())["metrics"]
+
+
+def test_real_run_iaf_beats_the_diagonal_posterior_on_mnist():
+    """Table 1: the depth-2 width-320 IAF improves the bound and the likelihood."""
+    diag, iaf = _record("mnist-diag"), _record("mnist-iaf-d2-w320")
+    assert iaf["test/elbo"] < diag["test/elbo"] and iaf["test/nll"] < diag["test/nll"]
+
+
+def test_real_run_free_bits_keep_information_in_the_text_latent():
+    """The plain text VAE collapses; free bits hold at least (most of) lambda per dimension."""
+    plain = _record("ptb-gauss")
+    assert plain["test/kl"] < 1.0
+    for variant in ("ptb-gauss-fb", "ptb-iaf-fb"):
+        kept = _record(variant)
+        assert kept["test/kl"] > 0.8 * 32 * FREE_BITS_LAMBDA, variant
+        assert kept["test/mi"] > plain["test/mi"] + 0.5 and kept["test/au"] > plain["test/au"], variant
+
+
+def test_real_run_text_kl_grows_with_lambda():
+    names = [f"ptb-iaf-fb-lam{SWEEP_LAMBDAS[0]:g}", "ptb-iaf-fb",
+             *(f"ptb-iaf-fb-lam{lam:g}" for lam in SWEEP_LAMBDAS[1:])]
+    kls = [_record(name)["test/kl"] for name in names]
+    assert kls == sorted(kls), dict(zip(names, kls))
