@@ -76,6 +76,8 @@ def render(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
                 if reported is None and not recs:
                     continue
                 ours = [v for v in (_metric(r, metric) for r in recs) if v is not None]
+                if reported is None and not ours:
+                    continue  # a metric this variant does not have (e.g. KL of a language model)
                 paper_value = "—" if reported is None or reported.value is None else f"{reported.value:g}"
                 diff = ("—" if not ours or reported is None or reported.value is None
                         else f"{statistics.fmean(ours) - reported.value:+.2f}")
@@ -95,11 +97,14 @@ def render(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
         epochs = sorted({r.get("train", {}).get("epochs", "—") for r in recs}, key=str)
         fraction = recs[0].get("config", {}).get("data", {}).get("train_fraction", "—")
         lines.append(f"| {name} | {preset} | {data} | " + " | ".join(cells)
-                     + f" | {ev.get('iw_samples', '—')} | {ev.get('mi_pool', '—')}"
+                     + f" | {'exact' if ev.get('nll_estimator') == 'exact' else ev.get('iw_samples', '—')}"
+                     f" | {ev.get('mi_pool', '—')}"
                      f" ({ev.get('mi_pool_size', '—')}) | {', '.join(map(str, epochs))} | {fraction}"
                      f" | {wall} |")
-    commits = sorted({r["commit"] for r in records})
-    lines += ["", f"Records: {len(records)}; commits: {', '.join(c[:12] for c in commits) or '—'}.", ""]
+    commits = sorted({r["commit"][:12] + ("+dirty" if r["commit"].endswith("+dirty") else "")
+                      for r in records})
+    lines += ["", f"Records: {len(records)}; commits: {', '.join(commits) or '—'} "
+              "(+dirty: the run started from a tree with uncommitted changes).", ""]
     return "\n".join(lines)
 
 
