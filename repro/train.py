@@ -80,6 +80,15 @@ def run_dir_for(cfg: RunConfig, root: Path = RUNS_DIR) -> Path:
     return Path(root) / cfg.paper / cfg.variant / cfg.preset / f"seed{cfg.seed}"
 
 
+def updates_per_epoch(cfg: RunConfig, corpus) -> int:
+    """Training batches per epoch (the bucketed split is cut into ceil(N / batch) batches); 0 for
+    a corpus without a train split. Methods that switch phase at an epoch boundary (Yang's
+    +init, Shen's two-phase training) convert epochs to update steps with it."""
+    if "train" not in corpus.splits:
+        return 0
+    return math.ceil(len(corpus.split("train")) / cfg.data.batch_size)
+
+
 def build_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.name == "adam":

@@ -70,7 +70,6 @@ Deviations (beyond the card's unretrieved details, all listed above):
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -85,6 +84,7 @@ from repro.model import LatentVariableModel
 from repro.models import DecoderInputs
 from repro.nn.distributions import DiagonalGaussian
 from repro.objectives import elbo_loss
+from repro.train import updates_per_epoch
 
 VARIANCE_FLOOR = 1e-6
 
@@ -288,14 +288,6 @@ class AuxAutoencoderVED(LatentVariableModel):
         c = self.ved.latent.context(batch)
         z, _ = self.ved.latent.prior(c).rsample(num_samples, generator)
         return SampledResponses(decode_responses(self, self.ved.generate(c, z), max_len))
-
-
-def updates_per_epoch(cfg, corpus) -> int:
-    """Training batches per epoch (`bucket_order` cuts the split into ceil(N / batch)); 0 for a
-    corpus without a train split (evaluation only: `loss` is never called)."""
-    if "train" not in corpus.splits:
-        return 0
-    return math.ceil(len(corpus.split("train")) / cfg.data.batch_size)
 
 
 def build(cfg, corpus):

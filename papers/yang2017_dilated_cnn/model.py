@@ -46,7 +46,6 @@ Deviations from the paper:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +55,7 @@ from repro.model import LanguageModel
 from repro.models import LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
 from repro.nn.cnn import DilatedCNNDecoder
 from repro.nn.text import OutputLayer
+from repro.train import updates_per_epoch
 
 
 @dataclass
@@ -130,14 +130,6 @@ class CNNLM(LanguageModel):
 
     def log_likelihood(self, batch, z=None):
         return self.decoder.log_likelihood(batch.inputs, batch.targets, batch.target_mask, None)
-
-
-def updates_per_epoch(cfg, corpus) -> int:
-    """Training batches per epoch (`bucket_order` cuts the split into ceil(N / batch) batches);
-    0 for a corpus without a train split (evaluation only, e.g. Yahoo here: loss is never called)."""
-    if "train" not in corpus.splits:
-        return 0
-    return math.ceil(len(corpus.split("train")) / cfg.data.batch_size)
 
 
 def build(cfg, corpus):
