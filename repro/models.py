@@ -14,6 +14,7 @@ from repro import schedules
 from repro.config import FreeBitsConfig, KLScheduleConfig, ModelConfig, bounded
 from repro.data.noise import word_dropout
 from repro.model import LanguageModel, LatentVariableModel
+from repro.nn.cnn import DilatedCNNDecoder
 from repro.nn.distributions import DiagonalGaussian, StandardNormal
 from repro.nn.text import LSTMDecoder, LSTMEncoder
 from repro.objectives import elbo_loss
@@ -99,3 +100,19 @@ class LSTMLM(LanguageModel):
     def log_likelihood(self, batch, z=None):
         inputs = self.decoder_inputs(batch.inputs, self.training)
         return self.decoder.log_likelihood(inputs, batch.targets, batch.target_mask, None)
+
+
+class CNNLM(LanguageModel):
+    """A dilated causal CNN language model (no z): Yang 2017's CNN-LM rows and Chen 2017's
+    window-limited "unconditional decoder". `cfg` needs embed_size, hidden_size, bottleneck,
+    dilations, kernel_size and dropout."""
+
+    def __init__(self, cfg, vocab):
+        super().__init__()
+        self.cfg, self.vocab = cfg, vocab
+        self.decoder = DilatedCNNDecoder(len(vocab), cfg.embed_size, cfg.hidden_size,
+                                         cfg.bottleneck, cfg.dilations, cfg.kernel_size,
+                                         dropout=cfg.dropout)
+
+    def log_likelihood(self, batch, z=None):
+        return self.decoder.log_likelihood(batch.inputs, batch.targets, batch.target_mask, None)

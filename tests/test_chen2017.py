@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import distributions as D
 
-from papers.chen2017_vlae.model import (FREE_NATS_PER_PIXEL, PIXELS, ImageVLAE, LocalTextLM,
+from papers.chen2017_vlae.model import (FREE_NATS_PER_PIXEL, PIXELS, ImageVLAE,
                                         PixelCNNLM, TextVLAE, build, vlae_loss)
 from papers.chen2017_vlae.presets import ROWS, WINDOWS
 from repro.config import flatten
+from repro.models import CNNLM
 from repro.data import load_corpus
 from repro.evaluate import evaluate
 from repro.model import LatentVariableModel
@@ -240,7 +241,7 @@ def test_unrestricted_text_decoder_sees_the_whole_history(ptb_smoke):
 
 def test_the_text_lm_row_is_the_w4_decoder_without_z(ptb_smoke):
     lm = build(config("ptb-local4-lm", "smoke"), ptb_smoke)
-    assert isinstance(lm, LocalTextLM) and not lm.has_latent
+    assert isinstance(lm, CNNLM) and not lm.has_latent
     assert lm.decoder.receptive_field == 4 and lm.decoder.in_z is None
 
 

@@ -5,7 +5,7 @@ Models. `ImageVLAE` (binary MNIST): convolutional encoder -> diagonal Gaussian (
 q(z|x); prior N(0, I) or AF; decoder factorised Bernoulli or a local PixelCNN on the image and a
 feature map of z. `TextVLAE` (PTB, the suite's adaptation): LSTM encoder; prior N(0, I) or AF;
 decoder an LSTM (unrestricted history) or a causal CNN that sees only the last w tokens.
-`PixelCNNLM` and `LocalTextLM` are the local decoders without z (the "unconditional decoder").
+`PixelCNNLM` and the core `CNNLM` are the local decoders without z (the "unconditional decoder").
 All latent models train on the single-sample negative ELBO; the evaluation is the suite's.
 
 Implementation details (what we do; where the card, `shared/papers/chen2017_vlae.md`, says so;
@@ -77,7 +77,7 @@ from torch import nn
 from repro import schedules
 from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, ModelConfig, bounded
 from repro.model import LanguageModel, LatentVariableModel
-from repro.models import TextVAE, TextVAEConfig
+from repro.models import CNNLM, TextVAE, TextVAEConfig
 from repro.nn.cnn import DilatedCNNDecoder
 from repro.nn.distributions import DiagonalGaussian, has_analytic_kl
 from repro.nn.flows import IAF, IAFConfig, IAFPosterior
@@ -228,18 +228,6 @@ class TextVLAE(TextVAE):
         return vlae_loss(self, batch, step)
 
 
-class LocalTextLM(LanguageModel):
-    """The window-limited CNN decoder without z (the text "unconditional decoder")."""
-
-    def __init__(self, cfg: LocalTextLMConfig, vocab):
-        super().__init__()
-        self.cfg, self.vocab = cfg, vocab
-        self.decoder = DilatedCNNDecoder(len(vocab), cfg.embed_size, cfg.hidden_size,
-                                         cfg.bottleneck, cfg.dilations, cfg.kernel_size,
-                                         dropout=cfg.dropout)
-
-    def log_likelihood(self, batch, z=None) -> torch.Tensor:
-        return self.decoder.log_likelihood(batch.inputs, batch.targets, batch.target_mask, None)
 
 
 def build(cfg, corpus):
@@ -247,7 +235,7 @@ def build(cfg, corpus):
     if isinstance(m, TextVLAEConfig):
         return TextVLAE(m, corpus.vocab)
     if isinstance(m, LocalTextLMConfig):
-        return LocalTextLM(m, corpus.vocab)
+        return CNNLM(m, corpus.vocab)
     if isinstance(m, PixelCNNLMConfig):
         return PixelCNNLM(m)
     model = ImageVLAE(m)

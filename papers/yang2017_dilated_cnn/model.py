@@ -51,8 +51,7 @@ from dataclasses import dataclass
 import torch
 
 from repro.config import ConfigError, ModelConfig, bounded
-from repro.model import LanguageModel
-from repro.models import LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
+from repro.models import CNNLM, LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
 from repro.nn.cnn import DilatedCNNDecoder
 from repro.nn.text import OutputLayer
 from repro.train import updates_per_epoch
@@ -118,18 +117,6 @@ class CNNVAE(LSTMVAE):
             cfg.kernel_size, cfg.latent_size, cfg.z_every_layer, cfg.decoder_dropout)
 
 
-class CNNLM(LanguageModel):
-    """The CNN decoder without z: the paper's CNN-LM rows."""
-
-    def __init__(self, cfg: CNNLMConfig, vocab):
-        super().__init__()
-        self.cfg, self.vocab = cfg, vocab
-        self.decoder = DilatedCNNDecoder(len(vocab), cfg.embed_size, cfg.hidden_size,
-                                         cfg.bottleneck, cfg.dilations, cfg.kernel_size,
-                                         dropout=cfg.dropout)
-
-    def log_likelihood(self, batch, z=None):
-        return self.decoder.log_likelihood(batch.inputs, batch.targets, batch.target_mask, None)
 
 
 def build(cfg, corpus):
