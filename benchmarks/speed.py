@@ -19,7 +19,12 @@ Prints one table (benchmarks/README.md keeps the latest, with its command and th
    `repro.evaluate.evaluate`, interleaved batch by batch with He et al.'s loop (one sentence at
    a time, full logits, cross-entropy per sample chunk); the full test set's time is
    extrapolated by tokens; peak memory from a fresh process on the largest test batch;
-6. the exact NLL of the 2-layer LSTM LM on PTB test, the same way.
+6. the exact NLL of the 2-layer LSTM LM on PTB test, the same way;
+7. the other decoders: Yang et al.'s dilated-CNN VAE (`yang2017_dilated_cnn/scnn-vae`, cpu
+   preset sizes) and the 2-layer LSTM LM, each trained by a plain loop around the same model
+   (per-tensor Adam, `.item()` every batch, equal-length batches) and by our inner loop,
+   interleaved; the CNN VAE's IW-NLL one sentence at a time (He et al.'s evaluation batch) and
+   batched through `evaluate`, with peak memory from a fresh process.
 
 Every timing is wall clock and CPU time of this process: on a machine shared with other jobs the
 CPU time (at 1 thread) is the steadier measure of the work done, the wall clock what a user waits.
@@ -151,13 +156,13 @@ class ReferenceVAE(nn.Module):
                               ignore_index=self.pad, reduction="none")
         return nll.view(targets.shape).sum(1)
 
-    def loss(self, batch):
+    def loss(self, batch, step=None):
         inputs, targets = batch.inputs, batch.targets
         mu, logvar = self.encode(targets, batch.num_targets)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
         rec = self.reconstruction(inputs, targets, z)
-        return (rec + kl).mean(), rec, kl
+        return {"loss": (rec + kl).mean(), "rec": rec.sum(), "kl": kl.sum()}
 
 
 def equal_length_batches(split, batch_size: int, vocab, seed: int, epoch: int):
@@ -179,31 +184,6 @@ def endless(make_epoch):
     while True:
         yield from make_epoch(epoch)
         epoch += 1
-
-
-class ReferenceTrainer:
-    """fp32, per-tensor Adam, clip 5, the loss read back with `.item()` every batch."""
-
-    def __init__(self, model: ReferenceVAE, corpus, batch_size, lr, clip, seed):
-        self.model, self.clip = model, clip
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=False)
-        self.batches = endless(lambda e: equal_length_batches(corpus.split("train"), batch_size,
-                                                              corpus.vocab, seed, e))
-        self.tokens, self.seconds, self.cpu_seconds, self.log = 0, 0.0, 0.0, []
-
-    def run(self, updates: int):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        for _ in range(updates):
-            batch = next(self.batches)
-            loss, rec, kl = self.model.loss(batch)
-            self.optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
-            self.optimizer.step()
-            self.log.append((loss.item(), rec.sum().item(), kl.sum().item()))
-            self.tokens += int(batch.num_targets.sum())
-        self.seconds += time.perf_counter() - start
-        self.cpu_seconds += time.process_time() - cpu_start
 
 
 class OurTrainer:
@@ -236,6 +216,20 @@ class OurTrainer:
         self.cpu_seconds += time.process_time() - cpu_start
 
 
+def run_interleaved(trainers, updates: int, block: int) -> None:
+    """Two untimed warm-up updates each, then `updates` more in alternating blocks of `block`,
+    so every trainer sees the same machine load."""
+    for trainer in trainers:
+        trainer.run(2)
+        trainer.tokens, trainer.seconds, trainer.cpu_seconds = 0, 0.0, 0.0
+    done = 0
+    while done < updates:
+        step = min(block, updates - done)
+        for trainer in trainers:
+            trainer.run(step)
+        done += step
+
+
 def validation_elbo(model: TextVAE, corpus, sentences: int | None) -> float:
     split = corpus.split("valid")
     split = split.subset(sentences) if sentences else split
@@ -250,25 +244,17 @@ def bench_training(corpus, args) -> list[dict]:
                     data=DataConfig(), optim=OptimConfig())
     ours = TextVAE(cfg.model, corpus.vocab)
     init = copy.deepcopy(ours)
-    contenders = {"reference loop (fp32)": ReferenceTrainer(
+    contenders = {"reference loop (fp32)": PlainTrainer(
         ReferenceVAE.from_textvae(init), corpus, cfg.data.batch_size, cfg.optim.lr,
         cfg.optim.grad_clip, args.seed)}
     contenders["ours (fp32)"] = OurTrainer(ours, corpus, cfg, bf16=False)
     if args.bf16:
         contenders["ours (bf16 autocast)"] = OurTrainer(copy.deepcopy(init), corpus, cfg, bf16=True)
-    for trainer in contenders.values():   # warm-up, not timed, not counted as updates
-        trainer.run(2)
-        trainer.tokens, trainer.seconds, trainer.cpu_seconds = 0, 0.0, 0.0
-    done = 0
-    while done < args.updates:
-        block = min(args.block, args.updates - done)
-        for trainer in contenders.values():
-            trainer.run(block)
-        done += block
+    run_interleaved(contenders.values(), args.updates, args.block)
     flops = vae_flops_per_token(ours) * 3
     rows = []
     for name, trainer in contenders.items():
-        model = trainer.model.to_textvae(init) if isinstance(trainer, ReferenceTrainer) else trainer.model
+        model = trainer.model.to_textvae(init) if isinstance(trainer.model, ReferenceVAE) else trainer.model
         tokens_s = trainer.tokens / trainer.seconds
         rows.append({"name": name, "updates": args.updates + 2, "tokens/s": tokens_s,
                      "tokens/cpu-s": trainer.tokens / trainer.cpu_seconds,
@@ -371,6 +357,7 @@ def _memory_probe(kind: str, iw_chunk: int, batch_size: int, seed: int, threads:
     corpus = load_corpus(DataConfig())
     torch.manual_seed(seed)
     model = (TextVAE(TextVAEConfig(), corpus.vocab) if kind == "vae"
+             else cnn_vae(corpus) if kind == "cnn"
              else LSTMLM(LSTMLMConfig(num_layers=2), corpus.vocab))
     batch = max(corpus.batches("test", batch_size, shuffle=False), key=lambda b: b.tokens.numel())
     base = _status_mib("VmRSS")
@@ -447,6 +434,102 @@ def bench_lm_eval(corpus, args):
                       decoder_flops_per_token(model.decoder), kind="lm")
 
 
+# ---------------------------------------------------------------- other decoders
+
+CNN_VARIANT = ("yang2017_dilated_cnn", "scnn-vae")
+
+
+def cnn_vae(corpus):
+    from repro.registry import resolve
+    variant, cfg = resolve(*CNN_VARIANT, "cpu")
+    return variant.build(cfg, corpus)
+
+
+def dense_flops_per_token(module: nn.Module, skip: tuple[str, ...] = ()) -> int:
+    """2 x the multiply-adds of every Linear and Conv1d applied at each position (their weight
+    sizes), leaving out the modules named in `skip` (those applied once per sentence)."""
+    return 2 * sum(m.weight.numel() for name, m in module.named_modules()
+                   if isinstance(m, (nn.Linear, nn.Conv1d)) and not any(k in name for k in skip))
+
+
+class PlainTrainer:
+    """The loop most public text-VAE code writes: fp32, per-tensor Adam, clip 5, every loss term
+    read back with `.item()` each batch, He et al.'s equal-length batches. Around the reference
+    model (Bowman rows) or around one of ours (other decoders: then only the loop differs)."""
+
+    def __init__(self, model, corpus, batch_size, lr, clip, seed):
+        self.model, self.clip, self.step = model, clip, 0
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=False)
+        self.batches = endless(lambda e: equal_length_batches(corpus.split("train"), batch_size,
+                                                              corpus.vocab, seed, e))
+        self.tokens, self.seconds, self.cpu_seconds, self.log = 0, 0.0, 0.0, []
+
+    def run(self, updates: int):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for _ in range(updates):
+            batch = next(self.batches)
+            terms = self.model.loss(batch, self.step)
+            self.optimizer.zero_grad()
+            terms["loss"].backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            self.optimizer.step()
+            self.step += 1
+            self.log.append({k: v.item() for k, v in terms.items()})
+            self.tokens += int(batch.num_targets.sum())
+        self.seconds += time.perf_counter() - start
+        self.cpu_seconds += time.process_time() - cpu_start
+
+
+def bench_model_training(name: str, make_model, corpus, flops_per_token: int, args) -> list[dict]:
+    """`PlainTrainer` and `OurTrainer` from one initialisation, interleaved in blocks."""
+    torch.manual_seed(args.seed)
+    model = make_model()
+    cfg = RunConfig(paper="bench", variant=name, model=model.cfg, preset="bench", seed=args.seed,
+                    data=DataConfig(), optim=OptimConfig())
+    contenders = {"plain loop": PlainTrainer(copy.deepcopy(model), corpus, cfg.data.batch_size,
+                                             cfg.optim.lr, cfg.optim.grad_clip, args.seed),
+                  "ours": OurTrainer(model, corpus, cfg, bf16=False)}
+    run_interleaved(contenders.values(), args.updates, args.block)
+    return [{"name": f"train {name}, {key}", "tokens/s": t.tokens / t.seconds,
+             "tokens/cpu-s": t.tokens / t.cpu_seconds, "updates": args.updates + 2,
+             "GFLOP/s": t.tokens / t.seconds * flops_per_token * 3 / 1e9}
+            for key, t in contenders.items()]
+
+
+def bench_cnn_eval(corpus, model, args):
+    """IW-NLL through `evaluate`: one sentence per call (He et al.'s evaluation batch of 1)
+    against whole bucketed batches."""
+    model.eval()
+
+    def batched(batch):
+        return evaluate(model, [batch], ("nll",), iw_samples=args.iw_samples, iw_chunk=args.iw_chunk,
+                        seed=0).per_example["nll"]
+
+    def one_at_a_time(batch):
+        split = [batch.tokens[i:i + 1, :int(batch.lengths[i])] for i in range(batch.size)]
+        return torch.cat([evaluate(model, [type(batch)(t, batch.lengths[i:i + 1], batch.pad_id,
+                                                        batch.index[i:i + 1])],
+                                   ("nll",), iw_samples=args.iw_samples, iw_chunk=args.iw_chunk,
+                                   seed=0).per_example["nll"] for i, t in enumerate(split)])
+
+    flops = args.iw_samples * dense_flops_per_token(model.decoder, skip=("z",))
+    return bench_eval(f"dilated-CNN VAE IW-NLL K={args.iw_samples}", model, corpus, args, batched,
+                      one_at_a_time, flops, kind="cnn")
+
+
+def bench_other_decoders(corpus, args) -> tuple[list[dict], list[dict]]:
+    cnn = cnn_vae(corpus)
+    cnn_flops = (dense_flops_per_token(cnn.decoder, skip=("z",))
+                 + lstm_flops_per_token(cnn.encoder.lstm))
+    lm = LSTMLM(LSTMLMConfig(num_layers=2), corpus.vocab)
+    train_rows = bench_model_training("dilated-CNN VAE (scnn-vae, cpu sizes)", lambda: cnn_vae(corpus),
+                                      corpus, cnn_flops, args)
+    train_rows += bench_model_training("LSTM LM (2 layers)",
+                                       lambda: LSTMLM(LSTMLMConfig(num_layers=2), corpus.vocab),
+                                       corpus, decoder_flops_per_token(lm.decoder), args)
+    return train_rows, bench_cnn_eval(corpus, cnn, args)
+
+
 # ---------------------------------------------------------------- the table
 
 def load_line() -> str:
@@ -454,8 +537,8 @@ def load_line() -> str:
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} cores"
 
 
-def print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, load_before, load_after,
-                wall):
+def print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, other_train_rows,
+                load_before, load_after, wall):
     fp32_peak = max((v for k, v in ceiling.items() if k.endswith("float32")), default=math.nan)
     print(f"\nSpeed on {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
           f"torch threads; {load_before} at start, {load_after} at end; {wall:.0f} s in all.\n")
@@ -501,7 +584,13 @@ def print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, lo
                       f"on the largest test batch {shape} (fresh process)")
         print(f"| {row['name']} | {row['sentences/s']:.2f} sentences/s | {row['sentences/cpu-s']:.2f} sentences | "
               f"{ratio} | {row['GFLOP/s']:.0f} ({row['GFLOP/s'] / fp32_peak:.0%}) | {notes} |")
-    print("| dilated-CNN decoder (Yang et al. 2017) | pending | | | | repro/nn/cnn.py is being written |")
+    for i, row in enumerate(other_train_rows):
+        plain = other_train_rows[i - 1] if row["name"].endswith("ours") else None
+        ratio = (f"{row['tokens/s'] / plain['tokens/s']:.2f}x; {row['tokens/cpu-s'] / plain['tokens/cpu-s']:.2f}x"
+                 if plain else "")
+        print(f"| {row['name']} | {row['tokens/s']:,.0f} tokens/s | {row['tokens/cpu-s']:,.0f} tokens | {ratio} | "
+              f"{row['GFLOP/s']:.0f} ({row['GFLOP/s'] / fp32_peak:.0%}) | {row['updates']} updates each, "
+              "same initialisation, interleaved; the plain loop runs the same model |")
 
 
 def main():
@@ -520,9 +609,9 @@ def main():
     parser.add_argument("--thread-updates", type=int, default=10, help="updates per thread count")
     parser.add_argument("--adam-repeats", type=int, default=10)
     parser.add_argument("--skip", default="",
-                        help="comma list of: ceilings,adam,train,threads,vae-eval,lm-eval")
+                        help="comma list of: ceilings,adam,train,threads,vae-eval,lm-eval,other")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--memory-probe", choices=("vae", "lm"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", choices=("vae", "lm", "cnn"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -544,8 +633,12 @@ def main():
         eval_rows += bench_vae_eval(corpus, model, args)
     if "lm-eval" not in skip:
         eval_rows += bench_lm_eval(corpus, args)
-    print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, load_before, load_line(),
-                time.time() - started)
+    other_train_rows = []
+    if "other" not in skip:
+        other_train_rows, cnn_eval_rows = bench_other_decoders(corpus, args)
+        eval_rows += cnn_eval_rows
+    print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, other_train_rows,
+                load_before, load_line(), time.time() - started)
 
 
 if __name__ == "__main__":

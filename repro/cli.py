@@ -1,4 +1,5 @@
-"""`repro` command line: list, train, reproduce, eval, sample, table, ui, data, demo."""
+"""`repro` command line: list, train, reproduce, sweep, benchmark, eval, sample, table, ui, data,
+demo."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ from pathlib import Path
 from repro.config import ConfigError
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="cpu", help="smoke (seconds) | cpu (about an hour) | paper (GPU)")
+def _add_run_options(p: argparse.ArgumentParser, preset: bool = True) -> None:
+    if preset:
+        p.add_argument("--preset", default="cpu", help="smoke (seconds) | cpu (about an hour) | paper (GPU)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set model.latent_size=32 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
@@ -63,13 +65,24 @@ def cmd_reproduce(args) -> int:
     from repro import tables
     from repro.registry import get_paper
     paper = get_paper(args.paper)
-    variants = args.variants or [v for v, var in paper.variants.items() if var.runnable]
+    variants = args.variants or [v for v, var in paper.variants.items()
+                                 if var.runnable and var.in_paper_table]
     for variant in variants:
         for seed in args.seeds:
             _train_one(args, variant, seed)
     for path in tables.write_all(Path(args.records_dir), Path(args.records_dir).parent):
         print(f"wrote {path}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from repro.sweep import run_from_args
+    return run_from_args(args)
+
+
+def cmd_benchmark(args) -> int:
+    from repro.benchmark import run_from_args
+    return run_from_args(args)
 
 
 def cmd_eval(args) -> int:
@@ -169,6 +182,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     _add_run_options(p)
     p.set_defaults(fn=cmd_reproduce)
+
+    p = sub.add_parser("sweep", help="variants x seeds of a paper on a process pool, Ray or Slurm; "
+                                     "skips finished jobs, retries failures once")
+    p.add_argument("paper")
+    p.add_argument("--variants", nargs="*", help="only these variants (default: every runnable one)")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0])
+    _add_run_options(p)
+    from repro.sweep import add_arguments as add_sweep_arguments
+    add_sweep_arguments(p)
+    p.set_defaults(fn=cmd_sweep)
+
+    p = sub.add_parser("benchmark", help="every sentence-level latent-variable method under one "
+                                         "protocol, 3 seeds each; then results/benchmark_<dataset>.md")
+    p.add_argument("dataset", choices=("ptb", "synthetic"))
+    p.add_argument("--scale", default="cpu", choices=("smoke", "cpu", "paper"),
+                   help="the protocol's size (repro/benchmark.py): smoke (tests), cpu, paper (GPU)")
+    p.add_argument("--methods", nargs="*", metavar="PAPER/VARIANT", help="only these methods")
+    p.add_argument("--seeds", nargs="*", type=int, default=None, help="default: 0 1 2")
+    _add_run_options(p, preset=False)   # the protocol names the preset
+    add_sweep_arguments(p)
+    p.set_defaults(fn=cmd_benchmark)
 
     p = sub.add_parser("eval", help="re-evaluate a run's best checkpoint, e.g. with more samples")
     p.add_argument("run_dir", help="a run folder, e.g. runs/bowman2016/vae-anneal-worddrop/cpu/seed0")

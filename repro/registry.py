@@ -37,6 +37,12 @@ class Variant:
     # (model, corpus, cfg, run_dir) -> ({"test/...": value}, [paths]): metrics beyond the shared
     # evaluation (dialog BLEU, distinct-n), merged into the record and MLflow.
     evaluate_extra: Callable | None = None
+    # Trained in the cross-method benchmark (`repro benchmark`): a latent-variable model of single
+    # sentences whose preset configs take the protocol's shared sizes (`repro.benchmark`).
+    benchmark: bool = False
+    # False for a row that only the benchmark runs (no row in the paper's table): `repro
+    # reproduce` skips it.
+    in_paper_table: bool = True
 
 
 @dataclass
@@ -68,6 +74,7 @@ def load_papers() -> dict[str, Paper]:
     if not _loaded:
         importlib.import_module("repro.demo")
         importlib.import_module("papers")
+        importlib.import_module("repro.benchmark").install_presets(PAPERS)
         _loaded = True
     return PAPERS
 

@@ -9,6 +9,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from repro import benchmark
 from repro.records import RECORDS_DIR, load_records
 from repro.registry import Paper, load_papers
 
@@ -117,23 +118,32 @@ def papers_with_records(records_root: Path = RECORDS_DIR) -> list[Paper]:
     return [p for name, p in sorted(papers.items()) if (Path(records_root) / name).is_dir()]
 
 
-def write_all(records_root: Path = RECORDS_DIR, results_dir: Path = RESULTS_DIR) -> list[Path]:
-    out = []
+def rendered_tables(records_root: Path = RECORDS_DIR, results_dir: Path = RESULTS_DIR):
+    """(path, Markdown) of every table the records give: one per paper, one per benchmark."""
     for paper in papers_with_records(records_root):
-        path = table_path(paper.name, results_dir)
+        yield table_path(paper.name, results_dir), render(paper, records_root)
+    for dataset in benchmark.datasets_with_records(records_root):
+        yield benchmark.table_path(dataset, results_dir), benchmark.render(dataset, records_root)
+
+
+def write_all(records_root: Path = RECORDS_DIR, results_dir: Path = RESULTS_DIR) -> list[Path]:
+    """Write every table, and the benchmark figures beside their tables."""
+    out = []
+    for path, text in rendered_tables(records_root, results_dir):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(paper, records_root))
+        path.write_text(text)
         out.append(path)
+    for dataset in benchmark.datasets_with_records(records_root):
+        out += benchmark.write_figures(dataset, Path(results_dir) / f"benchmark_{dataset}", records_root)
     return out
 
 
 def check(records_root: Path = RECORDS_DIR, results_dir: Path = RESULTS_DIR) -> list[str]:
     """Names of tables that are missing or differ from what the records give (empty: all good)."""
     problems = []
-    for paper in papers_with_records(records_root):
-        path = table_path(paper.name, results_dir)
+    for path, text in rendered_tables(records_root, results_dir):
         if not path.is_file():
             problems.append(f"{path} is missing")
-        elif path.read_text() != render(paper, records_root):
+        elif path.read_text() != text:
             problems.append(f"{path} differs from its records")
     return problems

@@ -174,19 +174,22 @@ def validation_objective(metrics: dict) -> float:
 
 
 def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | None = records.RECORDS_DIR,
-          resume: bool = False, track: bool = True, progress: bool = True) -> RunResult:
-    """Train, evaluate and record one run of `cfg`; see the module docstring."""
+          resume: bool = False, track: bool = True, progress: bool = True,
+          experiment: str | None = None) -> RunResult:
+    """Train, evaluate and record one run of `cfg`; see the module docstring. `experiment`
+    names the MLflow experiment (default `repro-<dataset>`)."""
     validate(cfg)
     run_dir = run_dir_for(cfg, runs_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(run_dir):
         for stale in run_dir.glob("*.part"):   # a kill mid-write; never a checkpoint
             stale.unlink()
-        return _train(cfg, run_dir, records_root, resume, track, progress)
+        return _train(cfg, run_dir, records_root, resume, track, progress,
+                      experiment or f"repro-{cfg.data.dataset}")
 
 
 def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: bool, track: bool,
-           progress: bool) -> RunResult:
+           progress: bool, experiment: str) -> RunResult:
     started = time.time()
     commit = records.git_commit()  # the code this process runs, even if the tree changes later
     device = pick_device(cfg.train.device)
@@ -216,7 +219,7 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
     prior_wall = state["wall_time_s"]
     tracker = Tracker(enabled=track)
     run_name = f"{cfg.paper}/{cfg.variant}/{cfg.preset}/seed{cfg.seed}"
-    state["mlflow_run_id"] = tracker.start(f"repro-{cfg.data.dataset}", run_name, state["mlflow_run_id"],
+    state["mlflow_run_id"] = tracker.start(experiment, run_name, state["mlflow_run_id"],
                                            owner=run_owner(run_dir), adopt=resume)
     tracker.log_params(flatten(cfg))   # again on resume: a kill may have come before they were sent
     tags = {"paper": cfg.paper, "variant": cfg.variant, "method": f"{cfg.paper}/{cfg.variant}",
@@ -251,6 +254,7 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
             "data_sha256": corpus.sha256, "mlflow_run_id": state["mlflow_run_id"],
             "train": {"steps": state["step"], "epochs": state["epoch"],
                       "best_val": state["best_val"], "final_checkpoint": "best validation"},
+            "history": state["history"],
         }
         artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], record, run_dir)
         for path in [*artifacts, *extra_paths]:

@@ -164,7 +164,8 @@ def test_build_refuses_a_sentence_corpus():
 # --- the variants against the card -------------------------------------------------------------
 
 def test_one_variant_per_row_of_the_ptb_table():
-    assert list(get_paper(PAPER).variants) == VARIANTS
+    paper = get_paper(PAPER)
+    assert [name for name, v in paper.variants.items() if v.in_paper_table] == VARIANTS
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -260,3 +261,35 @@ def test_smoke_reproduction_of_every_variant(tmp_path):
         assert 1 < metrics["test/ppl"] < outputs, variant
         assert metrics["test/num_targets"] == test_tokens - 1
         assert result.record["dataset"] == "ptb_stream" and result.record_path.is_file()
+
+
+# --- unigram noising on a sentence VAE (the benchmark's noising row) ---------------------------
+
+def test_vae_unigram_noises_decoder_inputs_in_training_only():
+    from papers.xie2017_noising.vae import NAME, build as build_vae
+    _, cfg = resolve(PAPER, NAME, "smoke")
+    cfg.model.noise.gamma = 1.0                      # every ordinary word replaced
+    corpus = load_corpus(cfg.data)
+    model = build_vae(cfg, corpus)
+    batch = next(iter(corpus.batches("train", 8, shuffle=False)))
+    seen = []
+    model.decoder.log_likelihood = lambda inputs, targets, mask, z: seen.append(inputs) or targets.sum()
+    vocab = corpus.vocab
+    words = (batch.inputs != vocab.pad) & (batch.inputs != vocab.bos) & (batch.inputs != vocab.eos)
+    torch.manual_seed(0)
+    model.train()
+    model.log_likelihood(batch, None)
+    model.eval()
+    model.log_likelihood(batch, None)
+    noised, clean = seen
+    assert torch.equal(clean, batch.inputs)
+    assert torch.equal(noised[~words], batch.inputs[~words])          # markers and padding kept
+    assert (noised[words] != batch.inputs[words]).float().mean() > 0.8  # unigram draws elsewhere
+    unigram = model.noise.proposal
+    assert unigram[vocab.pad] == 0 and unigram[vocab.bos] == 0 and unigram.sum() == pytest.approx(1)
+
+
+def test_vae_unigram_is_benchmarked_but_not_a_row_of_the_papers_table():
+    variant = get_paper(PAPER).variant("vae-unigram")
+    assert variant.benchmark and not variant.in_paper_table
+    assert "benchmark-ptb-cpu" in variant.presets

@@ -36,7 +36,8 @@ def _variant(name: str) -> Variant:
         model_config=SequenceLMConfig if arm == "lstm" else ZForcingConfig, build=build,
         presets={p: (lambda p=p: make(name, p)) for p in presets_of(name)},
         reported=reported(name), runnable=dataset not in SPEECH,
-        not_run_reason=NOT_RUN if dataset in SPEECH else "")
+        not_run_reason=NOT_RUN if dataset in SPEECH else "",
+        benchmark=dataset == "ptb" and arm != "lstm")
 
 
 PAPER = register_paper(Paper(

@@ -35,7 +35,8 @@ def _variant(name: str) -> Variant:
         model_config=IAFTextVAEConfig if row.dataset == "ptb" else ImageVAEConfig, build=build,
         presets={p: (lambda p=p: make(name, p)) for p in PRESETS},
         reported=REPORTED.get(name, {}),
-        artifacts=write_qualitative if row.dataset == "ptb" else None)
+        artifacts=write_qualitative if row.dataset == "ptb" else None,
+        benchmark=row.dataset == "ptb")
 
 
 def _cifar_variant(name: str, description: str) -> Variant:

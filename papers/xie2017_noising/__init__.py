@@ -7,6 +7,7 @@ Registration lives here, not in `model.py`, because the presets need the model's
 """
 from papers.xie2017_noising.model import NoisingLMConfig, build
 from papers.xie2017_noising.presets import MODELS, PRESETS, SIZES
+from papers.xie2017_noising import vae
 from papers.xie2017_noising.reported import CONTEXT, REPORTED
 from repro.registry import Paper, Variant, register_paper
 
@@ -33,7 +34,7 @@ PAPER = register_paper(Paper(
     title="Xie et al. 2017 — Data Noising as Smoothing in Neural Network Language Models (PTB)",
     citation=("Xie, Wang, Li, Lévy, Nie, Jurafsky, Ng. ICLR 2017. arXiv:1703.02573. "
               "Code: stanfordmlgroup/nlm-noising."),
-    variants={name: _variant(name) for name in MODELS},
+    variants={**{name: _variant(name) for name in MODELS}, vae.NAME: vae.VARIANT},
     table_metrics=("test/ppl",),
     notes=("`test/ppl` here is a stream perplexity: per token of the continuous PTB test stream, "
            "`<eos>` counted, LSTM state carried across sentences, batch 1 (the paper's protocol). "

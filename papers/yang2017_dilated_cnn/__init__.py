@@ -36,7 +36,7 @@ def _variant(name: str) -> Variant:
         model_config=type(cfg.model), build=build,
         presets={p: (lambda p=p: make(name, p)) for p in SCALES},
         reported=REPORTED.get(name, {}),
-        artifacts=None if kind == "lm" else write_qualitative)
+        artifacts=None if kind == "lm" else write_qualitative, benchmark=kind != "lm")
 
 
 PAPER = register_paper(Paper(

@@ -1,0 +1,387 @@
+"""The cross-method benchmark: every sentence-level latent-variable method under one protocol.
+
+A `Protocol` fixes everything the methods share: the corpus and vocabulary, the batch size,
+optimiser, number of epochs, the embedding, encoder, decoder and latent sizes, and the
+evaluation (IW-NLL with K = 500, MI pooled over the whole evaluation set, AU threshold 0.01).
+A method takes part by setting `Variant.benchmark` in its paper package; its protocol config is
+its own preset at the protocol's scale (so its KL schedule, free bits, flows, decoder type stay
+the paper's) with the shared sizes and sections put in. `install_presets` registers those
+configs as presets named `benchmark-<dataset>-<scale>`, so `repro train`, `repro sweep` and
+`--resume` work on them like on any other preset.
+
+Records go to `results/records/benchmark_<dataset>/<paper>/`, MLflow runs to the experiment
+`benchmark-<dataset>` with a `method` tag; `render` turns the records into
+`results/benchmark_<dataset>.md` (mean ± std, 95% t-interval over seeds, Welch's t-tests with
+Holm's correction) and `write_figures` draws the rate–distortion, training and MI figures.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repro.config import (DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig,
+                          SyntheticConfig, TrainConfig)
+from repro.records import RECORDS_DIR, load_records
+
+DATASETS = ("ptb", "synthetic")
+SCALES = ("smoke", "cpu", "paper")
+SIGNIFICANCE = 0.05          # family-wise, per metric, after Holm's correction
+TESTED_METRICS = ("nll", "kl")
+SUMMARY_METRICS = ("nll", "ppl", "elbo", "rec", "kl", "mi", "au")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What every method in one benchmark table shares."""
+
+    dataset: str
+    scale: str
+    data: DataConfig
+    optim: OptimConfig
+    train: TrainConfig
+    eval: EvalConfig
+    embed_size: int
+    encoder_hidden: int
+    decoder_hidden: int          # LSTM units, or channels of a CNN decoder
+    latent_size: int             # per sentence, or per step for per-step latents (Z-Forcing)
+    reductions: str = ""         # what this scale leaves out, printed above the table
+    seeds: tuple[int, ...] = field(default=(0, 1, 2))
+
+    @property
+    def name(self) -> str:
+        return f"benchmark_{self.dataset}"
+
+    @property
+    def preset(self) -> str:
+        return f"benchmark-{self.dataset}-{self.scale}"
+
+    @property
+    def experiment(self) -> str:
+        return f"benchmark-{self.dataset}"
+
+    def shared_sizes(self) -> dict[str, int]:
+        # `hidden_size` is the one recurrent size of models without a separate encoder (LMs,
+        # Z-Forcing's forward/backward LSTMs).
+        return {"embed_size": self.embed_size, "encoder_hidden": self.encoder_hidden,
+                "decoder_hidden": self.decoder_hidden, "hidden_size": self.decoder_hidden,
+                "latent_size": self.latent_size}
+
+
+def _eval(scale: str, max_examples: int | None) -> EvalConfig:
+    if scale == "smoke":
+        return EvalConfig(iw_samples=4, iw_chunk=2, max_examples=40, mc_samples=4)
+    return EvalConfig(iw_samples=500, iw_chunk=100, mi_pool="dataset", au_threshold=0.01,
+                      max_examples=max_examples)
+
+
+PROTOCOLS: dict[tuple[str, str], Protocol] = {
+    ("ptb", "smoke"): Protocol(
+        "ptb", "smoke", DataConfig(train_fraction=0.005, max_vocab=500), OptimConfig(),
+        TrainConfig(epochs=1), _eval("smoke", None), 16, 16, 16, 4, "seconds-long, for tests"),
+    ("ptb", "cpu"): Protocol(
+        "ptb", "cpu", DataConfig(batch_size=32), OptimConfig(lr=1e-3, grad_clip=5.0),
+        TrainConfig(epochs=4), _eval("cpu", 500), 128, 256, 256, 32,
+        "4 epochs; sizes 128/256/256/32 (embedding/encoder/decoder/latent) instead of He et al.'s "
+        "512/1024/1024/32; IW-NLL (K = 500), MI and AU on the first 500 test sentences "
+        "(MI ceiling log 500 = 6.2 nats)"),
+    ("ptb", "paper"): Protocol(
+        "ptb", "paper", DataConfig(batch_size=32), OptimConfig(lr=1e-3, grad_clip=5.0),
+        TrainConfig(epochs=40, early_stop_patience=5), _eval("paper", None), 512, 1024, 1024, 32,
+        "He et al. 2019's sizes; the whole test set"),
+    ("synthetic", "smoke"): Protocol(
+        "synthetic", "smoke",
+        DataConfig(dataset="synthetic", batch_size=32,
+                   synthetic=SyntheticConfig(num_train=500, num_valid=50, num_test=50)),
+        OptimConfig(),
+        TrainConfig(epochs=1, max_steps=10), _eval("smoke", None), 16, 16, 16, 4,
+        "seconds-long, for tests"),
+    ("synthetic", "cpu"): Protocol(
+        "synthetic", "cpu", DataConfig(dataset="synthetic", batch_size=32), OptimConfig(),
+        TrainConfig(epochs=10), _eval("cpu", None), 64, 64, 64, 4,
+        "small LSTMs (64 units), latent 4, 10 epochs"),
+    ("synthetic", "paper"): Protocol(
+        "synthetic", "paper", DataConfig(dataset="synthetic", batch_size=32), OptimConfig(),
+        TrainConfig(epochs=50, early_stop_patience=5), _eval("paper", None), 100, 100, 100, 16,
+        "He et al. 2019's synthetic sizes where stated (LSTM 100); latent 16"),
+}
+
+
+def protocol(dataset: str, scale: str) -> Protocol:
+    from repro.config import ConfigError
+    if (dataset, scale) not in PROTOCOLS:
+        raise ConfigError(f"no benchmark protocol for {dataset!r} at scale {scale!r}; "
+                          f"datasets: {DATASETS}, scales: {SCALES}")
+    return PROTOCOLS[(dataset, scale)]
+
+
+def with_shared_sizes(model: ModelConfig, proto: Protocol) -> ModelConfig:
+    names = {f.name for f in dataclasses.fields(model)}
+    return dataclasses.replace(model, **{k: v for k, v in proto.shared_sizes().items() if k in names})
+
+
+def protocol_config(base: RunConfig, proto: Protocol) -> RunConfig:
+    """`base` (the method's own preset at the protocol's scale) under the protocol."""
+    return dataclasses.replace(
+        base, preset=proto.preset, model=with_shared_sizes(base.model, proto),
+        data=dataclasses.replace(proto.data), optim=dataclasses.replace(proto.optim),
+        train=dataclasses.replace(proto.train), eval=dataclasses.replace(proto.eval))
+
+
+def install_presets(papers: dict) -> None:
+    """Give every benchmarked variant a `benchmark-<dataset>-<scale>` preset per protocol."""
+    for paper in papers.values():
+        for variant in paper.variants.values():
+            if not variant.benchmark:
+                continue
+            for proto in PROTOCOLS.values():
+                base = variant.presets[proto.scale]
+                variant.presets[proto.preset] = (
+                    lambda base=base, proto=proto: protocol_config(base(), proto))
+
+
+def methods(only: list[str] | None = None) -> list[tuple[str, str]]:
+    """(paper, variant) of every benchmarked variant, or of those named `paper/variant` in `only`."""
+    from repro.config import ConfigError
+    from repro.registry import load_papers
+    every = [(p.name, v.name) for p in load_papers().values() for v in p.variants.values()
+             if v.benchmark and v.runnable]
+    if not only:
+        return every
+    unknown = sorted(set(only) - {f"{p}/{v}" for p, v in every})
+    if unknown:
+        raise ConfigError(f"not benchmarked: {unknown}; choose from {[f'{p}/{v}' for p, v in every]}")
+    return [(p, v) for p, v in every if f"{p}/{v}" in only]
+
+
+def records_root(dataset: str, root: Path = RECORDS_DIR) -> Path:
+    return Path(root) / f"benchmark_{dataset}"
+
+
+# ---------------------------------------------------------------------------------- statistics
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    mean: float
+    std: float | None           # sample standard deviation; None for one seed
+    ci95: tuple[float, float] | None   # Student-t interval of the mean; None for one seed
+
+
+def summarize(values: list[float]) -> Summary:
+    from scipy import stats
+    n, mean = len(values), statistics.fmean(values)
+    if n < 2:
+        return Summary(n, mean, None, None)
+    std = statistics.stdev(values)
+    if std == 0.0:
+        return Summary(n, mean, 0.0, (mean, mean))
+    low, high = stats.t.interval(0.95, n - 1, loc=mean, scale=std / math.sqrt(n))
+    return Summary(n, mean, std, (float(low), float(high)))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: str
+    b: str
+    difference: float           # mean(a) - mean(b)
+    t: float
+    p: float                    # Welch's two-sided p
+    p_holm: float               # adjusted for every pair of this metric
+    significant: bool
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (monotone, capped at 1), in the input order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def pairwise(samples: dict[str, list[float]]) -> list[Comparison]:
+    """Welch's t-test for every pair of methods with at least two seeds each."""
+    from scipy import stats
+    pairs = [(a, b) for a, b in itertools.combinations(sorted(samples), 2)
+             if len(samples[a]) >= 2 and len(samples[b]) >= 2]
+    raw = []
+    for a, b in pairs:
+        if statistics.pvariance(samples[a]) + statistics.pvariance(samples[b]) == 0.0:
+            same = statistics.fmean(samples[a]) == statistics.fmean(samples[b])
+            raw.append((0.0 if same else math.inf, 1.0 if same else 0.0))
+            continue
+        result = stats.ttest_ind(samples[a], samples[b], equal_var=False)
+        raw.append((float(result.statistic), float(result.pvalue)))
+    adjusted = holm([p for _, p in raw])
+    return [Comparison(a, b, statistics.fmean(samples[a]) - statistics.fmean(samples[b]), t, p, ph,
+                       ph < SIGNIFICANCE)
+            for (a, b), (t, p), ph in zip(pairs, raw, adjusted)]
+
+
+# ---------------------------------------------------------------------------------- the table
+
+def method_name(record: dict) -> str:
+    return f"{record['paper']}/{record['variant']}"
+
+
+def metric_samples(records: list[dict], metric: str) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for rec in records:
+        split = rec.get("eval", {}).get("split", "test")
+        value = rec["metrics"].get(f"{split}/{metric}")
+        if value is not None:
+            out.setdefault(method_name(rec), []).append(value)
+    return out
+
+
+def _cell(summary: Summary | None) -> str:
+    if summary is None:
+        return "—"
+    if summary.std is None:
+        return f"{summary.mean:.2f}"
+    low, high = summary.ci95
+    return f"{summary.mean:.2f} ± {summary.std:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _scales(records: list[dict]) -> list[str]:
+    return sorted({rec["preset"] for rec in records})
+
+
+def render(dataset: str, root: Path = RECORDS_DIR) -> str:
+    records = load_records(records_root(dataset, root))
+    lines = [f"# Benchmark: posterior collapse on {dataset}, every method under one protocol", "",
+             "Generated by `repro table` from "
+             f"`results/records/benchmark_{dataset}/`; do not edit by hand. Cells: mean ± sample "
+             "std over seeds [95% Student-t interval of the mean]. The command that produces the "
+             f"records: `repro benchmark {dataset} --scale <scale>`.", ""]
+    for preset in _scales(records):
+        lines += _render_scale(dataset, preset, [r for r in records if r["preset"] == preset])
+    if not records:
+        lines += ["No records yet.", ""]
+    return "\n".join(lines)
+
+
+def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
+    scale = preset.rsplit("-", 1)[-1]
+    proto = PROTOCOLS.get((dataset, scale))
+    lines = [f"## Scale `{scale}` (preset `{preset}`)", ""]
+    if proto is not None:
+        lines += [f"Protocol: embedding {proto.embed_size}, encoder {proto.encoder_hidden}, decoder "
+                  f"{proto.decoder_hidden}, latent {proto.latent_size}; {proto.train.epochs} epochs, "
+                  f"batch {proto.data.batch_size}; IW-NLL K = {proto.eval.iw_samples}, MI pool "
+                  f"`{proto.eval.mi_pool}`, AU threshold {proto.eval.au_threshold}. "
+                  f"Reductions: {proto.reductions}.", ""]
+    samples = {m: metric_samples(records, m) for m in SUMMARY_METRICS}
+    names = sorted({method_name(r) for r in records},
+                   key=lambda n: statistics.fmean(samples["nll"].get(n, [math.inf])))
+    seeds = {n: sorted(r["seed"] for r in records if method_name(r) == n) for n in names}
+    lines += ["| method | seeds | " + " | ".join(SUMMARY_METRICS) + " |",
+              "|---|---|" + "---|" * len(SUMMARY_METRICS)]
+    for name in names:
+        cells = [_cell(summarize(samples[m][name]) if name in samples[m] else None)
+                 for m in SUMMARY_METRICS]
+        lines.append(f"| {name} | {', '.join(map(str, seeds[name]))} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for metric in TESTED_METRICS:
+        lines += _render_tests(metric, pairwise(samples[metric]))
+    walls = [r["wall_time_s"] for r in records]
+    commits = sorted({r["commit"][:12] + ("+dirty" if r["commit"].endswith("+dirty") else "")
+                      for r in records})
+    lines += [f"Records: {len(records)}; total wall time {sum(walls) / 3600:.1f} h; commits: "
+              f"{', '.join(commits)}; hardware: "
+              f"{', '.join(sorted({r['hardware'].get('device', '?') for r in records}))}.", ""]
+    return lines
+
+
+def _render_tests(metric: str, comparisons: list[Comparison]) -> list[str]:
+    if not comparisons:
+        return [f"Pairwise tests on `{metric}`: none (a test needs two methods with two seeds each).",
+                ""]
+    significant = [c for c in comparisons if c.significant]
+    lines = [f"Pairwise Welch's t-tests on `{metric}`: {len(significant)} of {len(comparisons)} "
+             f"differences exceed seed noise (Holm-adjusted p < {SIGNIFICANCE}).", "",
+             "<details><summary>every pair</summary>", "",
+             "| a | b | mean(a) − mean(b) | t | p | p (Holm) | beyond seed noise |",
+             "|---|---|---|---|---|---|---|"]
+    for c in sorted(comparisons, key=lambda c: c.p):
+        lines.append(f"| {c.a} | {c.b} | {c.difference:+.3f} | {c.t:.2f} | {c.p:.3g} | "
+                     f"{c.p_holm:.3g} | {'yes' if c.significant else 'no'} |")
+    return lines + ["", "</details>", ""]
+
+
+def table_path(dataset: str, results_dir: Path) -> Path:
+    return Path(results_dir) / f"benchmark_{dataset}.md"
+
+
+def datasets_with_records(root: Path = RECORDS_DIR) -> list[str]:
+    return [d for d in DATASETS if records_root(d, root).is_dir()]
+
+
+# ---------------------------------------------------------------------------------- figures
+
+def write_figures(dataset: str, out_dir: Path, root: Path = RECORDS_DIR) -> list[Path]:
+    """Rate–distortion (NLL against KL), KL and AU over training, MI per method: one PNG each
+    per scale, under `out_dir`."""
+    from repro import plots
+    records = load_records(records_root(dataset, root))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for preset in _scales(records):
+        recs = [r for r in records if r["preset"] == preset]
+        nll, kl, mi = (metric_samples(recs, m) for m in ("nll", "kl", "mi"))
+        title = f"{dataset}, {preset}"
+        paths.append(plots.plot_rate_distortion(kl, nll, out_dir / f"{preset}_nll_vs_kl.png", title))
+        paths.append(plots.plot_over_training(_histories(recs), ("val/kl", "val/au"),
+                                              out_dir / f"{preset}_kl_au_training.png", title))
+        paths.append(plots.plot_per_method(mi, "MI (nats)", out_dir / f"{preset}_mi.png", title))
+    return paths
+
+
+def _histories(records: list[dict]) -> dict[str, list[list[dict]]]:
+    out: dict[str, list[list[dict]]] = {}
+    for rec in records:
+        if rec.get("history"):
+            out.setdefault(method_name(rec), []).append(rec["history"])
+    return out
+
+
+# ---------------------------------------------------------------------------------- running it
+
+def jobs(proto: Protocol, seeds: list[int], only: list[str] | None, overrides: list[str]) -> list:
+    from repro.sweep import Job
+    return [Job(paper, variant, proto.preset, seed, tuple(overrides))
+            for paper, variant in methods(only) for seed in seeds]
+
+
+def run_from_args(args) -> int:
+    """`repro benchmark DATASET`: the sweep of every method × seed at the protocol's preset, then
+    the tables and figures, which also go to MLflow as the artifacts of a summary run."""
+    from repro import sweep, tables
+    proto = protocol(args.dataset, args.scale)
+    records = Path(args.records_dir)
+    code = sweep.run_jobs(args, lambda: jobs(proto, args.seeds or list(proto.seeds), args.methods,
+                                             args.overrides),
+                          records_root(args.dataset, records), experiment=proto.experiment,
+                          title=f"benchmark {args.dataset} ({proto.preset})")
+    written = tables.write_all(records, records.parent)
+    for path in written:
+        print(f"wrote {path}")
+    if not args.no_mlflow:
+        log_summary(proto, [p for p in written if p.name.startswith(proto.name) or p.parent.name == proto.name])
+    return code
+
+
+def log_summary(proto: Protocol, paths: list[Path]) -> None:
+    """The table and figures as artifacts of one MLflow run in the benchmark's experiment."""
+    from repro.tracking import Tracker
+    tracker = Tracker()
+    tracker.start(proto.experiment, f"summary/{proto.preset}")
+    tracker.set_tags({"summary": "true", "preset": proto.preset})
+    for path in paths:
+        tracker.log_artifact(path)
+    tracker.end()

@@ -1,0 +1,422 @@
+"""`repro sweep`: every (variant, seed) job of a paper, run by an engine researchers already use.
+
+We do not schedule anything ourselves. A job is one `repro.train.train` call; an engine only
+decides where it runs:
+- `local`: a process pool on this machine (the default, and what the tests use);
+- `ray`: one Ray task per job on a running cluster (`--address`), or on a one-node Ray that
+  the sweep starts when no address is given;
+- `slurm`: one Slurm array task per job through submitit (its `local`/`debug` executors run the
+  same code path without a cluster).
+
+Every worker is handed the driver's absolute runs/records folders and MLflow tracking URI, so all
+jobs write their checkpoints, records and MLflow runs to the same places. A job counts as
+finished when its run record exists and the config stored in it hashes like the job's config, so
+a sweep run again skips what is done and reruns what changed; there is no other state file.
+A job that fails is retried once, after the first round; what still fails is reported with its
+error, and the sweep exits non-zero.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import cached_property, partial
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from repro.config import RunConfig
+
+ENGINES_EXTRA = "pip install 'repro[sweep]'"
+# Thread count is how the sweep shares out a machine, not part of the experiment: a sweep
+# resumed with another --jobs must not rerun the jobs it has already finished.
+RESOURCE_KEYS = (("train", "threads"),)
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine asked for cannot run here (its package is missing); never a silent fallback."""
+
+
+def config_hash(config: dict) -> str:
+    """A stable short hash of a resolved config (`RunConfig.to_dict()` or a record's `config`)."""
+    config = copy.deepcopy(config)
+    for section, key in RESOURCE_KEYS:
+        config.get(section, {}).pop(key, None)
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run of a sweep: a paper's variant at a preset and seed, with `--set` overrides."""
+
+    paper: str
+    variant: str
+    preset: str
+    seed: int
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.paper}/{self.variant}/{self.preset}/seed{self.seed}"
+
+    @property
+    def key(self) -> str:
+        """What makes a job done: its name and the hash of its fully resolved config."""
+        return f"{self.name}@{self.config_hash}"
+
+    @cached_property
+    def config_hash(self) -> str:
+        return config_hash(self.config().to_dict())
+
+    def config(self, threads: int | None = None) -> RunConfig:
+        """The resolved config; `threads` fills `train.threads` unless an override sets it."""
+        from repro.config import apply_overrides
+        from repro.registry import resolve
+        _, cfg = resolve(self.paper, self.variant, self.preset)
+        cfg.seed = self.seed
+        cfg = apply_overrides(cfg, list(self.overrides))
+        if threads and not self.sets("train.threads"):
+            cfg.train.threads = threads
+        return cfg
+
+    def sets(self, key: str) -> bool:
+        return any(o.split("=", 1)[0].strip() == key for o in self.overrides)
+
+
+def make_jobs(paper: str, variants: Iterable[str] | None, seeds: Iterable[int], preset: str,
+              overrides: Iterable[str] = ()) -> list[Job]:
+    """Variants (default: every runnable one) × seeds, each once, in the order given."""
+    from repro.registry import get_paper
+    known = get_paper(paper)
+    variants = variants or [name for name, var in known.variants.items()
+                            if var.runnable and var.in_paper_table]
+    for variant in variants:
+        known.variant(variant)   # an unknown name is a ConfigError before anything runs
+    grid = [(variant, seed) for variant in variants for seed in seeds]
+    return [Job(paper, variant, preset, seed, tuple(overrides)) for variant, seed in dict.fromkeys(grid)]
+
+
+def is_finished(job: Job, records_dir: Path) -> bool:
+    """The job's record exists and was written by the same config (whatever the thread count)."""
+    from repro.records import record_path
+    path = record_path(records_dir, job.paper, job.variant, job.preset, job.seed)
+    try:
+        stored = json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return config_hash(stored) == job.config_hash
+
+
+@dataclass
+class Outcome:
+    """What one attempt at a job gave: a record, or the error that stopped it."""
+
+    job: Job
+    ok: bool
+    error: str = ""
+    record_path: str = ""
+    wall_s: float = 0.0
+    where: str = ""          # host and pid, plus the Ray node/task or submitit job that ran it
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything a worker needs besides its job, passed explicitly: a worker on another node or
+    started by Ray in another folder must not fall back on its own cwd or environment."""
+
+    engine: str
+    runs_dir: str                     # absolute
+    records_dir: str                  # absolute
+    track: bool
+    resume: bool
+    threads: int | None               # torch threads per job, unless the overrides set them
+    env: dict = field(default_factory=dict)   # MLFLOW_TRACKING_URI, REPRO_DATA_DIR, ...
+    experiment: str | None = None     # MLflow experiment (default: the trainer's repro-<dataset>)
+
+
+def run_job(job: Job, settings: WorkerSettings) -> Outcome:
+    """Train one job in this process (a pool worker, a Ray task or a Slurm task). Errors are
+    returned, not raised, so every engine reports them the same way."""
+    started = time.time()
+    os.environ.update(settings.env)
+    try:
+        from repro.train import train
+        result = train(job.config(settings.threads), runs_root=Path(settings.runs_dir),
+                       records_root=Path(settings.records_dir), resume=settings.resume,
+                       track=settings.track, progress=False, experiment=settings.experiment)
+        return Outcome(job, ok=True, record_path=str(result.record_path),
+                       wall_s=time.time() - started, where=worker_identity(settings.engine))
+    except Exception as err:  # the driver retries and reports it; the worker itself goes on
+        return Outcome(job, ok=False, error=error_text(err), wall_s=time.time() - started,
+                       where=worker_identity(settings.engine))
+
+
+def error_text(err: BaseException) -> str:
+    """`Type: message (file:line)` of where it was raised: enough to find it in a summary."""
+    frames = traceback.extract_tb(err.__traceback__)
+    at = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {message}{at}"
+
+
+def worker_identity(engine: str) -> str:
+    """Which process ran a job, in the engine's own terms (the tests check a job really ran there)."""
+    where = f"{socket.gethostname()} pid {os.getpid()}"
+    if engine == "ray":
+        import ray
+        context = ray.get_runtime_context()
+        where += f", ray node {context.get_node_id()} task {context.get_task_id()}"
+    elif engine == "slurm":
+        import submitit
+        environment = submitit.JobEnvironment()
+        where += f", submitit {environment.cluster} job {environment.job_id}"
+    return where
+
+
+# ---- engines: (jobs) -> outcomes as they complete --------------------------------------------
+
+@dataclass(frozen=True)
+class EngineOptions:
+    parallel: int | None = None       # local: pool size; slurm: array parallelism / local batch
+    cpus_per_job: int = 1             # ray and slurm: CPUs reserved per job (its torch threads)
+    gpus_per_job: float = 0           # ray and slurm
+    address: str | None = None        # ray: a running cluster; None starts a one-node Ray
+    partition: str | None = None      # slurm
+    time_min: int = 240               # slurm: the job's time limit
+    cluster: str = "slurm"            # submitit executor: slurm | local | debug
+    log_dir: str = "runs/submitit"    # submitit: its pickles and per-job logs
+
+
+def import_engine(module: str, engine: str):
+    try:
+        return __import__(module)
+    except ImportError as err:
+        raise EngineUnavailable(f"--engine {engine} needs the {module} package, which is not "
+                                f"installed: {ENGINES_EXTRA}") from err
+
+
+def local_threads(parallel: int, cores: int | None = None) -> int:
+    """Torch threads per pool worker so that workers × threads never exceeds the cores."""
+    return max(1, (cores or os.cpu_count() or 1) // max(parallel, 1))
+
+
+def run_local(jobs: list[Job], settings: WorkerSettings, options: EngineOptions) -> Iterator[Outcome]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    # spawn, not fork: the driver has imported torch, and a forked OpenMP pool can deadlock.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=options.parallel, mp_context=context) as pool:
+        futures = {pool.submit(run_job, job, settings): job for job in jobs}
+        for future in as_completed(futures):
+            yield collect(future.result, futures[future])
+
+
+def run_ray(jobs: list[Job], settings: WorkerSettings, options: EngineOptions) -> Iterator[Outcome]:
+    ray = import_engine("ray", "ray")
+    connected_here = not ray.is_initialized()   # a caller already connected (a notebook) keeps it
+    if connected_here:
+        # A new one-node Ray needs no dashboard; a running cluster keeps its own settings.
+        try:
+            ray.init(address=options.address or None,
+                     **({} if options.address else {"include_dashboard": False}))
+        except ConnectionError as err:
+            raise EngineUnavailable(f"cannot reach the Ray cluster at {options.address}: {err}") from err
+    # Ray's own retries would hide a failure from the sweep's single, reported retry.
+    task = ray.remote(num_cpus=options.cpus_per_job, num_gpus=options.gpus_per_job,
+                      max_retries=0)(run_job)
+    try:
+        pending = {task.remote(job, settings): job for job in jobs}
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            yield collect(partial(ray.get, ref), pending.pop(ref))
+    finally:
+        if connected_here:
+            ray.shutdown()
+
+
+def run_submitit(jobs: list[Job], settings: WorkerSettings, options: EngineOptions) -> Iterator[Outcome]:
+    submitit = import_engine("submitit", "slurm")
+    try:
+        executor = submitit.AutoExecutor(folder=options.log_dir, cluster=options.cluster)
+    except RuntimeError as err:   # no sbatch/srun here: say so, never run elsewhere instead
+        raise EngineUnavailable(f"submitit cannot use {options.cluster}: {err} (on a machine without "
+                                "Slurm, --submitit-cluster local runs the same jobs here)") from err
+    executor.update_parameters(name="repro-sweep", timeout_min=options.time_min,
+                               cpus_per_task=options.cpus_per_job,
+                               gpus_per_node=int(options.gpus_per_job) or None,
+                               slurm_partition=options.partition,
+                               slurm_array_parallelism=options.parallel or len(jobs))
+    # Slurm queues a whole array and runs `parallel` at a time; submitit's local executor starts
+    # everything it is given at once, so it gets `parallel` jobs per wave.
+    wave = len(jobs) if options.cluster == "slurm" else (options.parallel or 1)
+    for start in range(0, len(jobs), wave):
+        batch = jobs[start:start + wave]
+        handles = executor.map_array(run_job, batch, [settings] * len(batch))
+        for handle, job in zip(handles, batch):
+            yield collect(handle.result, job)
+
+
+ENGINES = {"local": run_local, "ray": run_ray, "slurm": run_submitit}
+ENGINE_MODULES = {"ray": "ray", "slurm": "submitit"}
+
+
+def collect(get_result: Callable[[], Outcome], job: Job) -> Outcome:
+    """The worker's outcome, or a failed one when the worker itself was lost (killed, OOM, node down)."""
+    try:
+        return get_result()
+    except Exception as err:
+        return Outcome(job, ok=False, error=f"worker lost: {error_text(err)}")
+
+
+# ---- the sweep: plan, run, retry once, report ------------------------------------------------
+
+@dataclass
+class SweepSummary:
+    skipped: list[Job] = field(default_factory=list)        # finished by an earlier sweep
+    finished: list[Outcome] = field(default_factory=list)   # trained now (retried ones included)
+    retried: list[Outcome] = field(default_factory=list)    # final outcome of jobs that needed a retry
+    failed: list[Outcome] = field(default_factory=list)     # failed twice
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def lines(self) -> list[str]:
+        out = [f"sweep: {len(self.finished)} finished, {len(self.retried)} retried, "
+               f"{len(self.skipped)} skipped as already finished, {len(self.failed)} failed"]
+        out += [f"  skipped   {job.key}" for job in self.skipped]
+        out += [f"  retried   {o.job.key}: {'finished' if o.ok else 'failed again'}" for o in self.retried]
+        out += [f"  FAILED    {o.job.key}: {o.error}" for o in self.failed]
+        return out
+
+
+Engine = Callable[[list[Job]], Iterable[Outcome]]
+
+
+def run_sweep(jobs: list[Job], records_dir: Path, engine: Engine,
+              log: Callable[[str], None] = print) -> SweepSummary:
+    """Skip finished jobs, run the rest on `engine`, retry each failure once, and summarise."""
+    summary = SweepSummary(skipped=[job for job in jobs if is_finished(job, records_dir)])
+    todo = [job for job in jobs if job not in summary.skipped]
+    log(f"sweep: {len(jobs)} jobs, {len(summary.skipped)} already finished, {len(todo)} to run")
+    first_failures = []
+    for outcome in _attempt(todo, engine, log):
+        (summary.finished if outcome.ok else first_failures).append(outcome)
+    if first_failures:
+        log(f"retrying {len(first_failures)} failed job(s) once")
+    for outcome in _attempt([o.job for o in first_failures], engine, log):
+        outcome.attempts = 2
+        summary.retried.append(outcome)
+        (summary.finished if outcome.ok else summary.failed).append(outcome)
+    for line in summary.lines():
+        log(line)
+    return summary
+
+
+def _attempt(jobs: list[Job], engine: Engine, log: Callable[[str], None]) -> Iterator[Outcome]:
+    if not jobs:
+        return
+    for outcome in engine(jobs):
+        status = f"done in {outcome.wall_s:.1f} s" if outcome.ok else f"failed: {outcome.error}"
+        log(f"  {outcome.job.key} {status} [{outcome.where or 'no worker'}]")
+        yield outcome
+
+
+# ---- from the command line -------------------------------------------------------------------
+
+def add_arguments(parser) -> None:
+    """`repro sweep` options beyond paper, variants, seeds and the run options `train` has."""
+    parser.add_argument("--engine", choices=sorted(ENGINES), default="local",
+                        help="local: a process pool here; ray: Ray tasks; slurm: submitit")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="jobs at once (local: default the number of cores; slurm: array "
+                             "parallelism; ray: the cluster's free resources decide)")
+    parser.add_argument("--cpus-per-job", type=int, default=1, help="ray/slurm: CPUs (torch threads) per job")
+    parser.add_argument("--gpus-per-job", type=float, default=0, help="ray/slurm: GPUs per job")
+    parser.add_argument("--address", default=None,
+                        help="ray: a running cluster, e.g. auto or HEAD:6379 (default: start one here)")
+    parser.add_argument("--partition", default=None, help="slurm: partition")
+    parser.add_argument("--time-min", type=int, default=240, help="slurm: time limit per job, minutes")
+    parser.add_argument("--submitit-cluster", choices=("slurm", "local", "debug"), default="slurm",
+                        help="slurm engine: submitit's executor (local/debug run without a cluster)")
+    parser.add_argument("--submitit-dir", default=None,
+                        help="slurm: submitit's logs and pickles (default: <runs-dir>/submitit; "
+                             "must be on a filesystem the nodes share)")
+
+
+def run_from_args(args) -> int:
+    """`repro sweep`: 0 when every job is finished, 1 when some failed after their retry, 2 when
+    the engine cannot run here."""
+    return run_jobs(args, lambda: make_jobs(args.paper, args.variants, args.seeds, args.preset,
+                                            args.overrides),
+                    Path(args.records_dir), title=f"sweep {args.paper} ({args.preset})")
+
+
+def run_jobs(args, plan: Callable[[], list[Job]], records_dir: Path, experiment: str | None = None,
+             title: str = "sweep") -> int:
+    """Run the jobs `plan` gives on the engine `args` names (the `repro sweep` options), records to
+    `records_dir`, MLflow runs to `experiment`; `repro sweep` and `repro benchmark` share it."""
+    try:
+        if args.engine in ENGINE_MODULES:   # before planning: a missing engine is not a fallback
+            import_engine(ENGINE_MODULES[args.engine], args.engine)
+        return _run_jobs(args, plan(), records_dir, experiment, title)
+    except EngineUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_jobs(args, jobs: list[Job], records_dir: Path, experiment: str | None, title: str) -> int:
+    runs_dir, records_dir = Path(args.runs_dir).resolve(), Path(records_dir).resolve()
+    options, threads = engine_options(args, runs_dir)
+    settings = WorkerSettings(engine=args.engine, runs_dir=str(runs_dir), records_dir=str(records_dir),
+                              track=not args.no_mlflow, resume=args.resume, threads=threads,
+                              env=shared_env(), experiment=experiment)
+    user_threads = bool(jobs) and jobs[0].sets("train.threads")
+    print(f"{title} on {args.engine}: "
+          + ("train.threads as --set" if user_threads else f"{threads} torch thread(s) per job")
+          + (f", {options.parallel} at a time" if options.parallel else ""))
+    summary = run_sweep(jobs, records_dir, partial(ENGINES[args.engine], settings=settings,
+                                                   options=options))
+    if summary.finished:
+        print("aggregate over seeds with `repro table`")
+    return 0 if summary.ok else 1
+
+
+def engine_options(args, runs_dir: Path) -> tuple[EngineOptions, int]:
+    """The engine's options, and the torch threads each job gets."""
+    parallel = args.jobs
+    threads = args.cpus_per_job
+    if args.engine == "local":
+        parallel = args.jobs or os.cpu_count() or 1
+        threads = local_threads(parallel)
+    log_dir = args.submitit_dir or str(runs_dir / "submitit")
+    return EngineOptions(parallel=parallel, cpus_per_job=threads, gpus_per_job=args.gpus_per_job,
+                         address=args.address, partition=args.partition, time_min=args.time_min,
+                         cluster=args.submitit_cluster, log_dir=str(Path(log_dir).resolve())), threads
+
+
+def shared_env() -> dict:
+    """The driver's tracking URI and data folders, made absolute, for every worker to use."""
+    from repro.tracking import tracking_uri
+    env = {"MLFLOW_TRACKING_URI": absolute_tracking_uri(tracking_uri())}
+    for name in ("REPRO_DATA_DIR", "REPRO_CACHE_DIR"):
+        if os.environ.get(name):
+            env[name] = str(Path(os.environ[name]).resolve())
+    return env
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """`sqlite:///mlflow.db` (relative to the cwd) or a bare folder as an absolute URI: a worker
+    started in another folder (on a cluster node, by a raylet or sbatch) would open another store."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    if "://" not in uri and not uri.startswith("file:"):
+        return str(Path(uri).resolve())
+    return uri

@@ -1,0 +1,153 @@
+import json
+import math
+
+import pytest
+
+from repro import benchmark, tables
+from repro.config import ConfigError
+from repro.registry import resolve
+
+
+def _record(method, seed, nll, kl, preset="benchmark-ptb-cpu", history=None):
+    paper, variant = method.split("/")
+    return {"paper": paper, "variant": variant, "preset": preset, "seed": seed, "dataset": "ptb",
+            "metrics": {"test/nll": nll, "test/kl": kl, "test/mi": kl / 2, "test/au": 3},
+            "eval": {"split": "test"}, "config": {}, "commit": "abc", "wall_time_s": 60.0,
+            "hardware": {"device": "cpu"}, "history": history or []}
+
+
+def _write(root, rec):
+    path = (benchmark.records_root("ptb", root) / rec["paper"]
+            / f"{rec['variant']}__{rec['preset']}__seed{rec['seed']}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec))
+
+
+def test_summary_is_the_student_t_interval():
+    summary = benchmark.summarize([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)    # t(0.975, 2 dof) * std / sqrt(n), std = 1
+    assert summary.mean == 2.0 and summary.std == 1.0
+    assert summary.ci95 == pytest.approx((2.0 - half, 2.0 + half))
+    assert benchmark.summarize([5.0]).ci95 is None
+
+
+def test_holm_adjustment_on_a_worked_example():
+    # sorted p: 0.01, 0.02, 0.04 -> x3, x2, x1 = 0.03, 0.04, 0.04 (kept monotone)
+    assert benchmark.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert benchmark.holm([0.6, 0.5]) == pytest.approx([1.0, 1.0])
+
+
+def test_welch_test_matches_the_formula_and_separates_noise_from_signal():
+    a, b = [100.0, 101.0, 102.0], [110.0, 110.5, 112.0]
+    (cmp,) = benchmark.pairwise({"m/a": a, "m/b": b})
+    va, vb = 1.0 / 3, (sum((x - 110.833333) ** 2 for x in b) / 2) / 3
+    assert cmp.t == pytest.approx((101.0 - 110.833333) / math.sqrt(va + vb), rel=1e-5)
+    assert cmp.difference == pytest.approx(101.0 - 110.833333, rel=1e-6)
+    assert cmp.significant
+    (noise,) = benchmark.pairwise({"m/a": a, "m/c": [100.5, 101.5, 101.0]})
+    assert not noise.significant and noise.p > 0.5
+
+
+def test_pairs_need_two_seeds_on_each_side():
+    assert benchmark.pairwise({"m/a": [1.0, 2.0], "m/b": [3.0]}) == []
+
+
+def test_protocol_puts_shared_sizes_into_each_methods_own_preset():
+    proto = benchmark.protocol("ptb", "cpu")
+    _, cfg = resolve("kingma2016_iaf", "ptb-iaf-fb", proto.preset)
+    _, own = resolve("kingma2016_iaf", "ptb-iaf-fb", "cpu")
+    assert (cfg.model.embed_size, cfg.model.encoder_hidden, cfg.model.decoder_hidden,
+            cfg.model.latent_size) == (128, 256, 256, 32)
+    assert cfg.model.free_bits == own.model.free_bits and cfg.model.iaf == own.model.iaf
+    assert cfg.eval.iw_samples == 500 and cfg.eval.mi_pool == "dataset"
+    assert cfg.eval.au_threshold == 0.01 and cfg.train == proto.train
+    _, zf = resolve("goyal2017_zforcing", "ptb-zforcing-kla", proto.preset)
+    assert (zf.model.hidden_size, zf.model.latent_size) == (256, 32)
+
+
+def test_every_benchmarked_method_runs_on_single_sentences():
+    methods = benchmark.methods()
+    papers = {p for p, _ in methods}
+    assert papers == {"bowman2016", "kingma2016_iaf", "chen2017_vlae", "yang2017_dilated_cnn",
+                      "goyal2017_zforcing", "xie2017_noising"}
+    assert ("xie2017_noising", "vae-unigram") in methods
+    assert all(not v.endswith("-lm") and "mnist" not in v for _, v in methods)
+    with pytest.raises(ConfigError, match="not benchmarked"):
+        benchmark.methods(["bowman2016/rnnlm-inputless"])
+
+
+def test_table_ranks_methods_and_reports_tests(tmp_path):
+    for seed, (nll_a, nll_b) in enumerate([(100.0, 110.0), (101.0, 110.5), (102.0, 112.0)]):
+        _write(tmp_path, _record("bowman2016/vae", seed, nll_b, 0.0))
+        _write(tmp_path, _record("kingma2016_iaf/ptb-iaf-fb", seed, nll_a, 5.0 + seed))
+    text = benchmark.render("ptb", tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("| bowman2016/vae |")
+            or line.startswith("| kingma2016_iaf/ptb-iaf-fb |")]
+    assert rows[0].startswith("| kingma2016_iaf/ptb-iaf-fb | 0, 1, 2 | 101.00 ± 1.00 [")
+    assert "1 of 1 differences exceed seed noise" in text
+    assert "Records: 6" in text
+
+
+def test_repro_table_writes_and_checks_the_benchmark(tmp_path):
+    history = [{"epoch": 1, "step": 10, "val/kl": 1.0, "val/au": 2},
+               {"epoch": 2, "step": 20, "val/kl": 2.0, "val/au": 3}]
+    for seed in (0, 1):
+        _write(tmp_path, _record("bowman2016/vae", seed, 110.0 + seed, 0.1, history=history))
+    written = tables.write_all(tmp_path, tmp_path / "results")
+    table = tmp_path / "results" / "benchmark_ptb.md"
+    assert table in written
+    figures = [p for p in written if p.suffix == ".png"]
+    assert len(figures) == 3 and all(p.stat().st_size > 0 for p in figures)
+    assert tables.check(tmp_path, tmp_path / "results") == []
+    table.write_text(table.read_text().replace("110.50", "100.50"))
+    assert tables.check(tmp_path, tmp_path / "results") == [f"{table} differs from its records"]
+
+
+# ---- for real ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_every_method_trains_and_is_evaluated_under_the_smoke_protocol(tmp_path):
+    from repro.train import train
+    proto = benchmark.protocol("ptb", "smoke")
+    for paper, variant in benchmark.methods():
+        _, cfg = resolve(paper, variant, proto.preset)
+        metrics = train(cfg, runs_root=tmp_path, records_root=None, track=False,
+                        progress=False).record["metrics"]
+        assert math.isfinite(metrics["test/nll"]), (paper, variant)
+        if variant != "rnnlm":
+            assert {"test/kl", "test/mi", "test/au"} <= set(metrics), (paper, variant)
+
+
+@pytest.mark.slow
+def test_benchmark_command_runs_seeds_writes_table_and_one_mlflow_experiment(
+        tmp_path, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from repro.cli import main
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    records = tmp_path / "results" / "records"
+    argv = ["benchmark", "synthetic", "--scale", "smoke", "--seeds", "0", "1", "--jobs", "1",
+            "--methods", "bowman2016/vae", "kingma2016_iaf/ptb-iaf-fb",
+            "--runs-dir", str(tmp_path / "runs"), "--records-dir", str(records)]
+    assert main(argv) == 0
+    files = sorted(p.relative_to(records).as_posix() for p in records.rglob("*.json"))
+    assert files == [f"benchmark_synthetic/{m}__benchmark-synthetic-smoke__seed{s}.json"
+                     for m in ("bowman2016/vae", "kingma2016_iaf/ptb-iaf-fb") for s in (0, 1)]
+    table = (tmp_path / "results" / "benchmark_synthetic.md").read_text()
+    assert "| bowman2016/vae | 0, 1 |" in table and "| kingma2016_iaf/ptb-iaf-fb | 0, 1 |" in table
+    assert "Pairwise Welch's t-tests on `nll`" in table
+    assert not (tmp_path / "results" / "bowman2016.md").exists()   # paper tables untouched
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("benchmark-synthetic")
+    runs = client.search_runs([experiment.experiment_id])
+    methods = sorted(r.data.tags.get("method", "") for r in runs if "summary" not in r.data.tags)
+    assert methods == ["bowman2016/vae"] * 2 + ["kingma2016_iaf/ptb-iaf-fb"] * 2
+    (summary,) = [r for r in runs if r.data.tags.get("summary") == "true"]
+    artifacts = {a.path for a in client.list_artifacts(summary.info.run_id)}
+    assert "benchmark_synthetic.md" in artifacts
+    assert "benchmark-synthetic-smoke_nll_vs_kl.png" in artifacts
+
+    capsys.readouterr()
+    assert main(argv + ["--no-mlflow"]) == 0
+    assert "4 already finished, 0 to run" in capsys.readouterr().out

@@ -1,0 +1,212 @@
+"""`repro sweep`: job keys, the retry and resume rules, and real sweeps on every engine (the local
+pool, a one-node Ray cluster started here, submitit's local executor standing in for Slurm)."""
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from repro.cli import main
+from repro.config import ConfigError
+from repro.sweep import (Job, Outcome, absolute_tracking_uri, config_hash, local_threads,
+                         make_jobs, run_sweep)
+
+PAPER, VARIANT = "bowman2016", "vae"   # the cheapest smoke run with a latent: seconds
+
+
+def sweep_argv(tmp_path: Path, *extra: str, seeds=("0", "1")) -> list[str]:
+    return ["sweep", PAPER, "--variants", VARIANT, "--seeds", *seeds, "--preset", "smoke",
+            "--runs-dir", str(tmp_path / "runs"), "--records-dir", str(tmp_path / "records"), *extra]
+
+
+def record_file(tmp_path: Path, seed: int) -> Path:
+    return tmp_path / "records" / PAPER / f"{VARIANT}__smoke__seed{seed}.json"
+
+
+def job_lines(out: str, seed: int) -> list[str]:
+    return [line for line in out.splitlines() if f"/{VARIANT}/smoke/seed{seed}@" in line]
+
+
+# ---- keys, grids, small rules ----------------------------------------------------------------
+
+def test_config_hash_ignores_key_order_and_threads_but_not_hyperparameters():
+    cfg = Job(PAPER, VARIANT, "smoke", 0).config().to_dict()
+    reordered = json.loads(json.dumps(cfg, sort_keys=True))
+    more_threads = json.loads(json.dumps(cfg)) | {"train": {**cfg["train"], "threads": 7}}
+    other_lr = json.loads(json.dumps(cfg)) | {"optim": {**cfg["optim"], "lr": cfg["optim"]["lr"] * 2}}
+    assert config_hash(reordered) == config_hash(cfg) == config_hash(more_threads)
+    assert config_hash(other_lr) != config_hash(cfg)
+
+
+def test_job_key_names_the_run_and_changes_with_its_config():
+    plain = Job(PAPER, VARIANT, "smoke", 0)
+    assert plain.key.startswith(f"{PAPER}/{VARIANT}/smoke/seed0@")
+    assert Job(PAPER, VARIANT, "smoke", 1).key != plain.key
+    assert Job(PAPER, VARIANT, "smoke", 0, ("optim.lr=0.5",)).key != plain.key
+    assert Job(PAPER, VARIANT, "smoke", 0, ("train.threads=3",)).key == plain.key
+    # threads fill train.threads, unless the user set it
+    assert plain.config(threads=2).train.threads == 2
+    assert Job(PAPER, VARIANT, "smoke", 0, ("train.threads=3",)).config(threads=2).train.threads == 3
+
+
+def test_make_jobs_is_the_grid_once_each_and_refuses_unknown_variants():
+    jobs = make_jobs(PAPER, [VARIANT, VARIANT, "rnnlm"], [0, 1, 0], "smoke", ["optim.lr=0.5"])
+    assert [(j.variant, j.seed) for j in jobs] == [(VARIANT, 0), (VARIANT, 1), ("rnnlm", 0), ("rnnlm", 1)]
+    assert all(j.overrides == ("optim.lr=0.5",) for j in jobs)
+    assert {j.variant for j in make_jobs(PAPER, None, [0], "smoke")} >= {"rnnlm", "vae"}
+    with pytest.raises(ConfigError):
+        make_jobs(PAPER, ["no-such-variant"], [0], "smoke")
+
+
+def test_pool_workers_times_threads_never_exceed_the_cores():
+    assert local_threads(2, cores=2) == 1
+    assert local_threads(1, cores=8) == 8
+    assert local_threads(3, cores=8) == 2
+    assert local_threads(16, cores=2) == 1
+
+
+def test_tracking_uri_is_made_absolute_for_workers_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute_tracking_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert absolute_tracking_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert absolute_tracking_uri("mlruns") == str(tmp_path.resolve() / "mlruns")
+    assert absolute_tracking_uri("http://tracking:5000") == "http://tracking:5000"
+
+
+def test_a_failed_job_is_retried_once_then_reported(tmp_path):
+    flaky, broken, fine = (Job(PAPER, VARIANT, "smoke", seed) for seed in (0, 1, 2))
+    calls = []
+
+    def engine(jobs):
+        calls.append(list(jobs))
+        for job in jobs:
+            ok = job == fine or (job == flaky and len(calls) == 2)
+            yield Outcome(job, ok=ok, error="" if ok else f"boom {len(calls)}")
+
+    lines = []
+    summary = run_sweep([flaky, broken, fine], tmp_path / "records", engine, log=lines.append)
+    assert calls == [[flaky, broken, fine], [flaky, broken]]
+    assert [o.job for o in summary.finished] == [fine, flaky]
+    assert [o.job for o in summary.retried] == [flaky, broken]
+    assert [(o.job, o.error, o.attempts) for o in summary.failed] == [(broken, "boom 2", 2)]
+    assert not summary.ok
+    assert any(line.startswith("  FAILED") and broken.key in line and "boom 2" in line for line in lines)
+
+
+def test_asking_for_an_engine_that_is_not_installed_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)   # `import ray` now fails as if not installed
+    assert main(sweep_argv(tmp_path, "--engine", "ray", "--no-mlflow")) == 2
+    assert "pip install 'repro[sweep]'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="this machine has Slurm")
+def test_the_slurm_engine_without_slurm_is_an_error_not_a_local_run(tmp_path, capsys):
+    assert main(sweep_argv(tmp_path, "--engine", "slurm", "--no-mlflow")) == 2
+    assert "--submitit-cluster local" in capsys.readouterr().err
+    assert not record_file(tmp_path, 0).exists()
+
+
+# ---- the local engine, for real ---------------------------------------------------------------
+
+def test_local_sweep_logs_to_one_store_skips_finished_jobs_and_reruns_changed_ones(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")   # relative, as by default
+    assert main(sweep_argv(tmp_path, "--jobs", "2")) == 0
+    records = {seed: json.loads(record_file(tmp_path, seed).read_text()) for seed in (0, 1)}
+    assert {r["seed"] for r in records.values()} == {0, 1}
+    assert all(r["config"]["train"]["threads"] == local_threads(2) for r in records.values())
+    out = capsys.readouterr().out
+    worker_pids = {re.search(r"pid (\d+)", job_lines(out, seed)[0]).group(1) for seed in (0, 1)}
+    assert str(os.getpid()) not in worker_pids   # trained in pool workers, not in the driver
+
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("repro-ptb").experiment_id])
+    assert {r.info.run_id for r in runs} == {r["mlflow_run_id"] for r in records.values()}
+    assert {r.data.tags["seed"] for r in runs} == {"0", "1"}
+
+    mtimes = {seed: record_file(tmp_path, seed).stat().st_mtime_ns for seed in (0, 1)}
+    assert main(sweep_argv(tmp_path, "--jobs", "1")) == 0   # other threads per job: same experiment
+    out = capsys.readouterr().out
+    assert "2 already finished, 0 to run" in out
+    assert {seed: record_file(tmp_path, seed).stat().st_mtime_ns for seed in (0, 1)} == mtimes
+
+    assert main(sweep_argv(tmp_path, "--jobs", "1", "--no-mlflow", "--set", "optim.lr=0.002",
+                           seeds=("0",))) == 0
+    assert "0 already finished, 1 to run" in capsys.readouterr().out
+    assert json.loads(record_file(tmp_path, 0).read_text())["config"]["optim"]["lr"] == 0.002
+    assert record_file(tmp_path, 1).stat().st_mtime_ns == mtimes[1]
+
+    assert main(["table", "--records-dir", str(tmp_path / "records")]) == 0
+    assert " ± " in (tmp_path / f"{PAPER}.md").read_text()   # seeds aggregated by `repro table`
+
+
+def test_local_sweep_retries_a_failing_job_once_finishes_the_rest_and_resumes(tmp_path, capsys):
+    busy = tmp_path / "runs" / PAPER / VARIANT / "smoke" / "seed1"
+    busy.mkdir(parents=True)
+    with open(busy / ".lock", "a+") as lock:   # as if another process were training seed 1
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(sweep_argv(tmp_path, "--jobs", "2", "--no-mlflow")) == 1
+    out = capsys.readouterr().out
+    assert record_file(tmp_path, 0).is_file() and not record_file(tmp_path, 1).exists()
+    assert len([line for line in job_lines(out, 1) if "failed: RunDirBusy" in line]) == 2
+    assert any(line.startswith("  FAILED") and "RunDirBusy" in line for line in job_lines(out, 1))
+    assert "1 finished, 1 retried, 0 skipped as already finished, 1 failed" in out
+
+    finished_before = record_file(tmp_path, 0).stat().st_mtime_ns
+    assert main(sweep_argv(tmp_path, "--jobs", "2", "--no-mlflow")) == 0
+    assert "1 already finished, 1 to run" in capsys.readouterr().out
+    assert record_file(tmp_path, 1).is_file()
+    assert record_file(tmp_path, 0).stat().st_mtime_ns == finished_before
+
+
+# ---- Ray and Slurm (submitit), for real --------------------------------------------------------
+
+@pytest.fixture
+def ray_cluster():
+    """A one-node Ray cluster owned by this test (2 CPUs: the machine is small and shared)."""
+    import ray
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield context.address_info["gcs_address"], ray.get_runtime_context().get_node_id()
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_sweep_runs_each_job_as_a_task_on_the_running_cluster(tmp_path, ray_cluster):
+    address, node_id = ray_cluster
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "sqlite:///sweep.db"}   # not the cluster's own
+    result = subprocess.run([sys.executable, "-m", "repro.cli", *sweep_argv(tmp_path, "--engine", "ray",
+                                                                         "--address", address)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for seed in (0, 1):
+        (line,) = job_lines(result.stdout, seed)
+        assert f"ray node {node_id} task " in line and "done in" in line
+        assert record_file(tmp_path, seed).is_file()
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'sweep.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("repro-ptb").experiment_id])
+    assert {r.data.tags["seed"] for r in runs} == {"0", "1"}
+
+
+@pytest.mark.slow
+def test_slurm_sweep_through_submitits_local_executor(tmp_path, capsys):
+    argv = sweep_argv(tmp_path, "--engine", "slurm", "--submitit-cluster", "local", "--jobs", "2",
+                      "--no-mlflow")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for seed in (0, 1):
+        (line,) = job_lines(out, seed)
+        job_id = re.search(r"submitit local job (\d+)", line).group(1)
+        assert int(job_id) != os.getpid()   # a process submitit started, not this one
+        assert record_file(tmp_path, seed).is_file()
+        assert list((tmp_path / "runs" / "submitit").glob(f"{job_id}_*_log.out"))
