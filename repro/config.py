@@ -268,3 +268,16 @@ def flatten(cfg: RunConfig) -> dict[str, Any]:
 
     walk(cfg.to_dict(), "")
     return out
+
+
+# How a run shares out its machine, not what it computes: a run resumed, or a sweep rerun, with
+# another thread count is the same experiment.
+RESOURCE_KEYS = (("train", "threads"),)
+
+
+def experiment_identity(config: dict) -> dict:
+    """A config dict (`RunConfig.to_dict()`, a record's `config`) without its `RESOURCE_KEYS`."""
+    out = json.loads(json.dumps(config))
+    for section, key in RESOURCE_KEYS:
+        out.get(section, {}).pop(key, None)
+    return out

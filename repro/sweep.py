@@ -17,7 +17,6 @@ error, and the sweep exits non-zero.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -30,12 +29,9 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from repro.config import RunConfig
+from repro.config import RunConfig, experiment_identity
 
 ENGINES_EXTRA = "pip install 'repro[sweep]'"
-# Thread count is how the sweep shares out a machine, not part of the experiment: a sweep
-# resumed with another --jobs must not rerun the jobs it has already finished.
-RESOURCE_KEYS = (("train", "threads"),)
 
 
 class EngineUnavailable(RuntimeError):
@@ -44,10 +40,8 @@ class EngineUnavailable(RuntimeError):
 
 def config_hash(config: dict) -> str:
     """A stable short hash of a resolved config (`RunConfig.to_dict()` or a record's `config`)."""
-    config = copy.deepcopy(config)
-    for section, key in RESOURCE_KEYS:
-        config.get(section, {}).pop(key, None)
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    identity = json.dumps(experiment_identity(config), sort_keys=True)
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from repro import records
-from repro.config import RunConfig, flatten, validate
+from repro.config import RunConfig, experiment_identity, flatten, validate
 from repro.data import load_corpus
 from repro.evaluate import evaluate_corpus
 from repro.registry import get_paper
@@ -206,7 +206,7 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
              "mlflow_run_id": None, "wall_time_s": 0.0, "done": False}
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path, device)
-        if json.loads(ckpt["config"]) != json.loads(cfg.to_json()):
+        if experiment_identity(json.loads(ckpt["config"])) != experiment_identity(cfg.to_dict()):
             raise TrainError(f"{last_path} was written by a different config; resume with the "
                              "same overrides, or start afresh without --resume")
         model.load_state_dict(ckpt["model"])

@@ -60,6 +60,11 @@ def test_resume_refuses_a_different_config(tmp_path):
     with pytest.raises(RuntimeError, match="different config"):
         train_mod.train(_cfg("train.epochs=1", "optim.lr=0.5"), runs_root=tmp_path, records_root=None,
                         track=False, resume=True, progress=False)
+    # another thread count is the same experiment (a sweep resumed with other --jobs)
+    resumed = train_mod.train(_cfg("train.epochs=1", "train.threads=2"), runs_root=tmp_path,
+                              records_root=None, track=False, resume=True, progress=False)
+    assert resumed.record["train"]["epochs"] == 1
+    torch.set_num_threads(1)
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
