@@ -302,9 +302,14 @@ def run_sweep(jobs: list[Job], records_dir: Path, engine: Engine,
     first_failures = []
     for outcome in _attempt(todo, engine, log):
         (summary.finished if outcome.ok else first_failures).append(outcome)
-    if first_failures:
-        log(f"retrying {len(first_failures)} failed job(s) once")
-    for outcome in _attempt([o.job for o in first_failures], engine, log):
+    # Another sweep over the same records (a second driver, a colleague) may have finished a job
+    # that failed here because its run folder was busy: that one is done, not retried.
+    finished_elsewhere = [o.job for o in first_failures if is_finished(o.job, records_dir)]
+    summary.skipped += finished_elsewhere
+    retry = [o.job for o in first_failures if o.job not in finished_elsewhere]
+    if retry:
+        log(f"retrying {len(retry)} failed job(s) once")
+    for outcome in _attempt(retry, engine, log):
         outcome.attempts = 2
         summary.retried.append(outcome)
         (summary.finished if outcome.ok else summary.failed).append(outcome)

@@ -98,6 +98,22 @@ def test_a_failed_job_is_retried_once_then_reported(tmp_path):
     assert any(line.startswith("  FAILED") and broken.key in line and "boom 2" in line for line in lines)
 
 
+def test_a_job_another_sweep_finished_meanwhile_is_not_retried(tmp_path):
+    busy = Job(PAPER, VARIANT, "smoke", 0)
+    calls = []
+
+    def engine(jobs):   # the run folder is busy: another driver is training it, and finishes
+        calls.append(list(jobs))
+        path = record_file(tmp_path, 0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"config": busy.config().to_dict()}))
+        yield Outcome(busy, ok=False, error="RunDirBusy")
+
+    summary = run_sweep([busy], tmp_path / "records", engine, log=lambda line: None)
+    assert calls == [[busy]] and summary.skipped == [busy]
+    assert summary.ok and not summary.retried
+
+
 def test_asking_for_an_engine_that_is_not_installed_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)   # `import ray` now fails as if not installed
     assert main(sweep_argv(tmp_path, "--engine", "ray", "--no-mlflow")) == 2
