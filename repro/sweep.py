@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -205,10 +206,19 @@ def run_local(jobs: list[Job], settings: WorkerSettings, options: EngineOptions)
     from concurrent.futures import ProcessPoolExecutor, as_completed
     # spawn, not fork: the driver has imported torch, and a forked OpenMP pool can deadlock.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=options.parallel, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=options.parallel, mp_context=context)
+    try:
         futures = {pool.submit(run_job, job, settings): job for job in jobs}
         for future in as_completed(futures):
             yield collect(future.result, futures[future])
+    except BaseException:
+        # A stopped sweep stops its jobs: orphaned workers would go on training. Each worker's
+        # trainer turns SIGTERM into a KILLED run that keeps its last checkpoint (`--resume`).
+        for process in list(pool._processes.values()):   # no public handle; shutdown drops it
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_ray(jobs: list[Job], settings: WorkerSettings, options: EngineOptions) -> Iterator[Outcome]:
@@ -361,6 +371,8 @@ def run_jobs(args, plan: Callable[[], list[Job]], records_dir: Path, experiment:
              title: str = "sweep") -> int:
     """Run the jobs `plan` gives on the engine `args` names (the `repro sweep` options), records to
     `records_dir`, MLflow runs to `experiment`; `repro sweep` and `repro benchmark` share it."""
+    from repro.train import raise_keyboard_interrupt
+    previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         if args.engine in ENGINE_MODULES:   # before planning: a missing engine is not a fallback
             import_engine(ENGINE_MODULES[args.engine], args.engine)
@@ -368,6 +380,8 @@ def run_jobs(args, plan: Callable[[], list[Job]], records_dir: Path, experiment:
     except EngineUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _run_jobs(args, jobs: list[Job], records_dir: Path, experiment: str | None, title: str) -> int:

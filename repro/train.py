@@ -230,7 +230,7 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
     _resend_missing(tracker, [(_epoch_metrics(e), e["step"]) for e in state["history"]])
 
     status = "FAILED"
-    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_path,
              progress, lambda: prior_wall + (time.time() - started))
@@ -270,7 +270,8 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
         tracker.end(status)
 
 
-def _raise_keyboard_interrupt(signum, frame):
+def raise_keyboard_interrupt(signum, frame):
+    """A SIGTERM handler: stop as Ctrl-C does, through the `finally` blocks."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 

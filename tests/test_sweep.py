@@ -183,6 +183,42 @@ def test_local_sweep_retries_a_failing_job_once_finishes_the_rest_and_resumes(tm
     assert record_file(tmp_path, 0).stat().st_mtime_ns == finished_before
 
 
+@pytest.mark.slow
+def test_stopping_a_local_sweep_stops_its_workers(tmp_path):
+    import signal
+    import time
+    lock = tmp_path / "runs" / PAPER / VARIANT / "smoke" / "seed0" / ".lock"
+    driver = subprocess.Popen([sys.executable, "-m", "repro.cli",
+                               *sweep_argv(tmp_path, "--jobs", "1", "--no-mlflow", "--set",
+                                           "train.epochs=10000", seeds=("0",))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (lock.is_file() and lock.read_text().startswith("pid")) and time.time() < deadline:
+        time.sleep(0.5)
+    worker = int(lock.read_text().split()[1])
+    try:
+        assert worker != driver.pid
+        driver.send_signal(signal.SIGTERM)
+        driver.wait(timeout=120)
+        deadline = time.time() + 60
+        while _alive(worker) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not _alive(worker), "the worker went on training after its sweep was stopped"
+        assert not record_file(tmp_path, 0).exists()
+    finally:   # a failing check must not leave a 10,000-epoch run behind
+        for pid in (driver.pid, worker):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 # ---- Ray and Slurm (submitit), for real --------------------------------------------------------
 
 @pytest.fixture
