@@ -98,6 +98,8 @@ def cmd_eval(args) -> int:
     variant = get_paper(raw["paper"]).variant(raw["variant"])
     cfg = apply_overrides(RunConfig.from_dict(raw, variant.model_config), args.overrides)
     device = pick_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     corpus = load_corpus(cfg.data)
     model = variant.build(cfg, corpus).to(device)
     model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
