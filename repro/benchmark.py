@@ -5,9 +5,9 @@ optimiser, number of epochs, the embedding, encoder, decoder and latent sizes, a
 evaluation (IW-NLL with K = 500, MI pooled over the whole evaluation set, AU threshold 0.01).
 A method takes part by setting `Variant.benchmark` in its paper package; its protocol config is
 its own preset at the protocol's scale (so its KL schedule, free bits, flows, decoder type stay
-the paper's) with the shared sizes and sections put in. `install_presets` registers those
-configs as presets named `benchmark-<dataset>-<scale>`, so `repro train`, `repro sweep` and
-`--resume` work on them like on any other preset.
+the paper's) with the shared sizes and sections put in. `presets_for` names those configs
+`benchmark-<dataset>-<scale>` and `registry.resolve` finds them, so `repro train`, `repro sweep`
+and `--resume` work on them like on any other preset.
 
 Records go to `results/records/benchmark_<dataset>/<paper>/`, MLflow runs to the experiment
 `benchmark-<dataset>` with a `method` tag; `render` turns the records into
@@ -132,16 +132,13 @@ def protocol_config(base: RunConfig, proto: Protocol) -> RunConfig:
         train=dataclasses.replace(proto.train), eval=dataclasses.replace(proto.eval))
 
 
-def install_presets(papers: dict) -> None:
-    """Give every benchmarked variant a `benchmark-<dataset>-<scale>` preset per protocol."""
-    for paper in papers.values():
-        for variant in paper.variants.values():
-            if not variant.benchmark:
-                continue
-            for proto in PROTOCOLS.values():
-                base = variant.presets[proto.scale]
-                variant.presets[proto.preset] = (
-                    lambda base=base, proto=proto: protocol_config(base(), proto))
+def presets_for(variant) -> dict:
+    """A benchmarked variant's protocol presets, `benchmark-<dataset>-<scale>` -> config maker
+    (none for other variants). Kept apart from `variant.presets`, the paper's own."""
+    if not variant.benchmark:
+        return {}
+    return {proto.preset: (lambda proto=proto: protocol_config(variant.presets[proto.scale](), proto))
+            for proto in PROTOCOLS.values()}
 
 
 def methods(only: list[str] | None = None) -> list[tuple[str, str]]:

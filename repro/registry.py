@@ -74,7 +74,6 @@ def load_papers() -> dict[str, Paper]:
     if not _loaded:
         importlib.import_module("repro.demo")
         importlib.import_module("papers")
-        importlib.import_module("repro.benchmark").install_presets(PAPERS)
         _loaded = True
     return PAPERS
 
@@ -88,9 +87,11 @@ def get_paper(name: str) -> Paper:
 
 def resolve(paper: str, variant: str, preset: str) -> tuple[Variant, RunConfig]:
     """The variant and a fresh copy of its named preset config."""
+    from repro.benchmark import presets_for   # here: the benchmark module imports this one
     var = get_paper(paper).variant(variant)
-    if preset not in var.presets:
-        raise ConfigError(f"{paper}/{variant} has no preset {preset!r}; presets: {sorted(var.presets)}")
-    cfg = var.presets[preset]()
+    presets = {**var.presets, **presets_for(var)}
+    if preset not in presets:
+        raise ConfigError(f"{paper}/{variant} has no preset {preset!r}; presets: {sorted(presets)}")
+    cfg = presets[preset]()
     cfg.paper, cfg.variant, cfg.preset = paper, variant, preset
     return var, cfg

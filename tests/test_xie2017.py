@@ -292,4 +292,5 @@ def test_vae_unigram_noises_decoder_inputs_in_training_only():
 def test_vae_unigram_is_benchmarked_but_not_a_row_of_the_papers_table():
     variant = get_paper(PAPER).variant("vae-unigram")
     assert variant.benchmark and not variant.in_paper_table
-    assert "benchmark-ptb-cpu" in variant.presets
+    _, cfg = resolve(PAPER, "vae-unigram", "benchmark-ptb-cpu")
+    assert cfg.model.noise.scheme == "unigram" and cfg.model.latent_size == 32
