@@ -16,7 +16,13 @@ RECORDS_DIR = Path("results") / "records"
 
 
 def git_commit() -> str:
-    """HEAD's hash, with `+dirty` when the tree has uncommitted changes to tracked files."""
+    """The code this process runs: HEAD's hash when it imported the trainer, with `+dirty` when
+    the tree then had uncommitted changes to tracked files. Read once: a long `reproduce` keeps
+    running the code it started with, whatever is committed while it runs."""
+    return _PROCESS_COMMIT
+
+
+def _read_commit() -> str:
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
@@ -26,6 +32,9 @@ def git_commit() -> str:
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+_PROCESS_COMMIT = _read_commit()
 
 
 def hardware(device: torch.device) -> dict:

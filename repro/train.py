@@ -191,7 +191,7 @@ def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | No
 def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: bool, track: bool,
            progress: bool, experiment: str) -> RunResult:
     started = time.time()
-    commit = records.git_commit()  # the code this process runs, even if the tree changes later
+    commit = records.git_commit()
     device = pick_device(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)

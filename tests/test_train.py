@@ -98,3 +98,15 @@ def test_record_has_what_a_reader_needs(tmp_path):
         assert metric in rec["metrics"]
     assert rec["eval"]["iw_samples"] == 4
     assert (result.run_dir / "training.png").is_file() and (result.run_dir / "samples.txt").is_file()
+
+
+def test_the_commit_in_records_is_read_once_per_process(monkeypatch):
+    """A long `reproduce` runs the code it imported; later commits must not be credited with it."""
+    from repro import records
+    first = records.git_commit()
+
+    def git_again(*args, **kwargs):
+        raise AssertionError("HEAD read again after the process started")
+
+    monkeypatch.setattr(records.subprocess, "run", git_again)
+    assert records.git_commit() == first and len(first.split("+")[0]) == 40
