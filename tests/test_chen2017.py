@@ -5,7 +5,6 @@ runnable variant. The paper's qualitative claims are checked on the cpu records,
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -26,6 +25,8 @@ from repro.nn.priors import AFPrior
 from repro.registry import get_paper, resolve
 from repro.train import train
 
+from helpers_batches import VectorBatch
+
 PAPER = "chen2017_vlae"
 DTYPE = torch.float64
 
@@ -36,17 +37,6 @@ def config(variant, preset):
 
 # --- the shared evaluation on an AF-prior model with a known answer -------------------------
 
-@dataclass
-class VectorBatch:
-    x: torch.Tensor
-    num_targets = None
-
-    @property
-    def size(self) -> int:
-        return self.x.shape[0]
-
-    def to(self, device) -> "VectorBatch":
-        return VectorBatch(self.x.to(device))
 
 
 A = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=DTYPE)   # orthogonal columns

@@ -2,7 +2,6 @@
 flow's log-determinant against autograd's Jacobian, the inverse, the gated update's stability,
 the per-dimension Monte Carlo KL, and the shared evaluation scoring an IAF posterior."""
 import math
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -15,6 +14,8 @@ from repro.model import LatentVariableModel
 from repro.nn.distributions import DiagonalGaussian, StandardNormal
 from repro.nn.flows import (IAF, MADE, IAFPosterior, IAFStep, gated_update, mc_kl_per_dim,
                             sample_kl_dims)
+
+from helpers_batches import VectorBatch
 
 DTYPE = torch.float64
 
@@ -189,17 +190,6 @@ def test_monte_carlo_mean_of_an_iaf_posterior():
 
 # --- the shared evaluation on an IAF model -------------------------------------------------
 
-@dataclass
-class VectorBatch:
-    x: torch.Tensor
-    num_targets = None
-
-    @property
-    def size(self) -> int:
-        return self.x.shape[0]
-
-    def to(self, device) -> "VectorBatch":
-        return VectorBatch(self.x.to(device))
 
 
 class ToyVAE(LatentVariableModel):
