@@ -21,6 +21,7 @@ Parts:
 - `BagOfWordsHead` / `bag_of_words_log_likelihood`: Zhao's auxiliary loss: one softmax over the
   vocabulary from [c, z], scored against every target token regardless of order.
 - `decode_responses`: n responses per context from n conditioning vectors.
+- `DialogModelConfig`: the encoder and decoder sizes and the evaluation settings these models share.
 
 Metrics (`dialog_metrics`, METRICS.md section 8). A model opts in with
 `sample_responses(batch, num_samples, max_len, generator) -> SampledResponses` (how it draws its
@@ -55,7 +56,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from repro.bleu import corpus_bleu, zhao_bleu
-from repro.config import bounded
+from repro.config import ModelConfig, bounded
 from repro.data.dialog import UNKNOWN_LABEL
 from repro.generate import decode
 from repro.nn.distributions import DiagonalGaussian
@@ -233,6 +234,17 @@ class DialogEvalConfig:
     max_examples: int | None = bounded(None, lo=1)   # a prefix of the split: decoding is the cost
     max_len: int = bounded(41, lo=1)                 # decoded tokens, <eos> included (Zhao: 40 + </s>)
     batch_size: int = bounded(60, lo=1)
+
+
+@dataclass
+class DialogModelConfig(ModelConfig):
+    """The sizes every model built from these parts shares (Zhao's released code's defaults)."""
+
+    embed_size: int = bounded(200, lo=1)
+    utterance_hidden: int = bounded(300, lo=1)       # per direction
+    context_hidden: int = bounded(600, lo=1)
+    decoder_hidden: int = bounded(400, lo=1)
+    dialog_eval: DialogEvalConfig = field(default_factory=DialogEvalConfig)
 
 
 def distinct_n(sentences: list[list[str]], n: int) -> float:

@@ -76,13 +76,13 @@ def homotopy(z_start: torch.Tensor, z_end: torch.Tensor, steps: int = 5) -> torc
 
 
 def qualitative(model, corpus, num: int = 5, seed: int = 0, split: str = "test") -> dict:
-    """Samples from the prior, reconstructions (greedy and beam) and one homotopy, as text."""
+    """Samples from the model's own prior (N(0, I), or a flow), reconstructions (greedy and beam)
+    and one homotopy, as text. For models whose prior does not depend on the input."""
     model.eval()
     words = lambda ids: " ".join(corpus.vocab.decode(ids))  # noqa: E731
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    latent = model.cfg.latent_size
-    z_prior = torch.randn(num, latent, generator=gen).to(device)
+    z_prior = model.prior(None).sample(num, device=device, generator=gen)
     batch = next(iter(corpus.batches(split, num, shuffle=True, seed=seed))).to(device)
     with torch.no_grad():
         mu = model.posterior(batch).mean()

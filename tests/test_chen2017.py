@@ -13,6 +13,7 @@ from torch import distributions as D
 from papers.chen2017_vlae.model import (FREE_NATS_PER_PIXEL, PIXELS, ImageVLAE,
                                         PixelCNNLM, TextVLAE, build, vlae_loss)
 from papers.chen2017_vlae.presets import ROWS, WINDOWS
+from repro import generate
 from repro.config import flatten
 from repro.models import CNNLM
 from repro.data import load_corpus
@@ -233,6 +234,21 @@ def test_the_text_lm_row_is_the_w4_decoder_without_z(ptb_smoke):
     lm = build(config("ptb-local4-lm", "smoke"), ptb_smoke)
     assert isinstance(lm, CNNLM) and not lm.has_latent
     assert lm.decoder.receptive_field == 4 and lm.decoder.in_z is None
+
+
+def test_qualitative_prior_samples_are_drawn_from_the_af_prior(ptb_smoke, monkeypatch):
+    model = build(config("ptb-local4-af", "smoke"), ptb_smoke).eval()
+    with torch.no_grad():  # an AF prior at init is near the identity: make it visibly non-Gaussian
+        for parameter in model.prior(None).parameters():
+            parameter.normal_(0, 0.5)
+    decoded = []
+    real_decode = generate.decode
+    monkeypatch.setattr(generate, "decode", lambda m, z, **kw: decoded.append(z) or real_decode(m, z, **kw))
+    generate.qualitative(model, ptb_smoke, num=3, seed=7)
+    with torch.no_grad():
+        expected = model.prior(None).sample(3, generator=torch.Generator().manual_seed(7))
+        gaussian = torch.randn(3, model.cfg.latent_size, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(decoded[0], expected) and not torch.allclose(decoded[0], gaussian, atol=1e-2)
 
 
 # --- configs against the card -------------------------------------------------------------

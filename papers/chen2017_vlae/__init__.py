@@ -11,7 +11,7 @@ from papers.chen2017_vlae.model import build
 from papers.chen2017_vlae.presets import PAPER as NAME
 from papers.chen2017_vlae.presets import PRESETS, ROWS, make
 from papers.chen2017_vlae.reported import REPORTED
-from papers.chen2017_vlae.samples import write_text_samples
+from repro.generate import write_qualitative
 from repro.registry import Paper, Variant, register_paper
 
 DATA = {"mnist": "dynamically binarised MNIST", "binarized_mnist": "statically binarised MNIST",
@@ -37,7 +37,7 @@ def _variant(name: str) -> Variant:
         name=name, description=_describe(row), model_config=type(cfg.model), build=build,
         presets={p: (lambda p=p: make(name, p)) for p in PRESETS},
         reported=REPORTED.get(name, {}),
-        artifacts=write_text_samples if is_text_vae else None, benchmark=is_text_vae)
+        artifacts=write_qualitative if is_text_vae else None, benchmark=is_text_vae)
 
 
 NOT_RUN = {

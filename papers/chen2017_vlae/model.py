@@ -48,7 +48,7 @@ the card is "verified" throughout, the paper having no official code):
   mean-only"; the 320 x 320 MADEs are ours) and an IAF posterior of the same size.
   No free bits on text (the card allows "or no free bits"); instead the KL weight rises
   linearly over the first updates, as the suite's other text VAEs (ours).
-- Qualitative outputs (PTB rows): `samples.py` writes `repro.generate`'s samples,
+- Qualitative outputs (PTB rows): `repro.generate.write_qualitative` writes samples,
   reconstructions and homotopy, with prior samples drawn from the model's own prior (the AF
   prior sequentially). No image samples are written.
 - Evaluation: IW-NLL (K in the presets), negative ELBO, KL, MI over minibatch pools of 32 for

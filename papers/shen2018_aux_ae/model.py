@@ -76,8 +76,8 @@ import torch
 from torch import nn
 
 from repro import schedules
-from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, ModelConfig, bounded
-from repro.dialog import (DialogEvalConfig, GaussianNetwork, HierarchicalContextEncoder,
+from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, bounded
+from repro.dialog import (DialogModelConfig, GaussianNetwork, HierarchicalContextEncoder,
                           ResponseDecoder, SampledResponses, UtteranceEncoder, decode_responses,
                           write_dialog_evaluation)
 from repro.model import LatentVariableModel
@@ -90,15 +90,10 @@ VARIANCE_FLOOR = 1e-6
 
 
 @dataclass
-class DialogVEDConfig(ModelConfig):
-    embed_size: int = bounded(200, lo=1)
-    utterance_hidden: int = bounded(300, lo=1)       # per direction
-    context_hidden: int = bounded(600, lo=1)
-    decoder_hidden: int = bounded(400, lo=1)
+class DialogVEDConfig(DialogModelConfig):
     latent_size: int = bounded(200, lo=1)
     prior_hidden: int = bounded(400, lo=1)
     kl: KLScheduleConfig = field(default_factory=KLScheduleConfig)
-    dialog_eval: DialogEvalConfig = field(default_factory=DialogEvalConfig)
 
 
 @dataclass

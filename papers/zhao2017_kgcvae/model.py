@@ -72,9 +72,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro import schedules
-from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, ModelConfig, bounded
+from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, bounded
 from repro.data.dialog import UNKNOWN_LABEL
-from repro.dialog import (BagOfWordsHead, DialogEvalConfig, GaussianNetwork,
+from repro.dialog import (BagOfWordsHead, DialogModelConfig, GaussianNetwork,
                           HierarchicalContextEncoder, ResponseDecoder, SampledResponses,
                           UtteranceEncoder, decode_responses, write_dialog_evaluation)
 from repro.model import LanguageModel, LatentVariableModel
@@ -85,14 +85,9 @@ FULL_KL_STEP = 10_000  # code: `full_kl_step`, in updates
 
 
 @dataclass
-class EncoderDecoderConfig(ModelConfig):
-    embed_size: int = bounded(200, lo=1)
-    utterance_hidden: int = bounded(300, lo=1)       # per direction
-    context_hidden: int = bounded(600, lo=1)
-    decoder_hidden: int = bounded(400, lo=1)
+class EncoderDecoderConfig(DialogModelConfig):
     topic_embed_size: int = bounded(0, lo=0)         # SwDA: 30; 0 = no topic in c
     init_scale: float = bounded(0.08, lo=0.0)
-    dialog_eval: DialogEvalConfig = field(default_factory=DialogEvalConfig)
 
 
 @dataclass

@@ -30,8 +30,8 @@ import torch
 
 from repro.data import data_sha256, locate, loader, split_files
 from repro.data.sources import DataError
-from repro.data.text import (TextSplit, Vocab, bucket_order, cached, first_split, get_split,
-                             read_lines)
+from repro.data.text import (SentenceTargets, TextSplit, Vocab, bucket_order, cached, first_split,
+                             get_split, read_lines)
 
 MAX_CONTEXT = 10
 UNKNOWN_LABEL = -100  # torch's cross_entropy ignores this target by default
@@ -105,7 +105,7 @@ def read_swda(path: Path) -> list[list[Turn]]:
 # --- numericalised form --------------------------------------------------------------------
 
 @dataclass
-class DialogBatch:
+class DialogBatch(SentenceTargets):
     """B examples: up to C context turns of up to U tokens each, and the response to predict.
 
     `context[b, :num_context[b]]` are the previous turns, oldest first; later slots are padding
@@ -124,30 +124,9 @@ class DialogBatch:
     index: torch.Tensor | None = None  # (B,) position of each example in its split
 
     @property
-    def size(self) -> int:
-        return self.response.shape[0]
-
-    @property
     def tokens(self) -> torch.Tensor:
         """The response, so sentence encoders and decoders take dialog batches unchanged."""
         return self.response
-
-    @property
-    def inputs(self) -> torch.Tensor:
-        return self.response[:, :-1]
-
-    @property
-    def targets(self) -> torch.Tensor:
-        return self.response[:, 1:]
-
-    @property
-    def target_mask(self) -> torch.Tensor:
-        return self.targets != self.pad_id
-
-    @property
-    def num_targets(self) -> torch.Tensor:
-        """Response words + 1 (`<eos>`): the PPL denominator."""
-        return self.lengths - 1
 
     def to(self, device) -> "DialogBatch":
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731

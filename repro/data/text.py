@@ -73,14 +73,13 @@ class Vocab:
         return cls(json.loads(text))
 
 
-@dataclass
-class TextBatch:
-    """Sentences as `<bos> w1 .. wn <eos> <pad>..`, `tokens` of shape (B, T+2)."""
+class SentenceTargets:
+    """Teacher-forcing views of a `<bos> w1 .. wn <eos> <pad>..` tensor `tokens` (B, T+2), shared
+    by every batch that carries sentences to predict."""
 
     tokens: torch.Tensor
     lengths: torch.Tensor   # (B,) n + 2, markers included
     pad_id: int
-    index: torch.Tensor | None = None  # (B,) position of each sentence in its split
 
     @property
     def size(self) -> int:
@@ -102,6 +101,16 @@ class TextBatch:
     def num_targets(self) -> torch.Tensor:
         """Words + 1 (`<eos>`) per sentence: the PPL denominator; `<bos>` is not counted."""
         return self.lengths - 1
+
+
+@dataclass
+class TextBatch(SentenceTargets):
+    """Sentences as `<bos> w1 .. wn <eos> <pad>..`, `tokens` of shape (B, T+2)."""
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor   # (B,) n + 2, markers included
+    pad_id: int
+    index: torch.Tensor | None = None  # (B,) position of each sentence in its split
 
     def to(self, device) -> "TextBatch":
         return TextBatch(self.tokens.to(device, non_blocking=True), self.lengths.to(device),

@@ -68,7 +68,8 @@ class StandardNormal:
         return _sum_event(-0.5 * (z.pow(2) + LOG_2PI), len(self.event_shape))
 
     def sample(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn((n, *self.event_shape), device=device, generator=generator)
+        # Noise from a CPU generator, so a seed gives the same draws on every device.
+        return torch.randn((n, *self.event_shape), generator=generator).to(device)
 
 
 def has_analytic_kl(posterior, prior) -> bool:
