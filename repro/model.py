@@ -7,6 +7,8 @@ A latent-variable model implements:
   prior(batch)              -> an object with log_prob(z) -> (n, B) (N(0, I), p(z|c), a flow)
   log_likelihood(batch, z)  -> (n, B): sum of token (or pixel) log-probabilities of x given z
   loss(batch, step)         -> dict of named scalar terms, `loss` among them
+and may override selectable(step) -> bool (default True): whether the epoch ending after `step`
+updates may supply the best checkpoint.
 A plain language model sets `has_latent = False` and takes `z=None` in `log_likelihood`.
 
 A batch is any object with `size` (examples), `num_targets` ((B,) tokens scored per example
@@ -37,6 +39,13 @@ class LatentVariableModel(nn.Module):
 
     def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def selectable(self, step: int) -> bool:
+        """Whether the parameters after `step` updates may become the best checkpoint. A model
+        whose first epochs train something other than the final model (a two-phase schedule)
+        says no for them: validation there is logged but neither selects a checkpoint nor counts
+        toward early stopping or learning-rate decay."""
+        return True
 
     def kl(self, batch, posterior=None, n_samples: int = 1) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per example at weight 1, `(B,)`."""

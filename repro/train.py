@@ -4,7 +4,8 @@ config -> corpus -> model (from the registry) -> epochs of updates with validati
 learning-rate decay and early stopping -> test evaluation of the best checkpoint -> run record,
 MLflow run and plots. A run directory holds `last.pt` (written atomically every epoch, what
 `--resume` restores: model, optimiser, step, epoch, RNG state, history, MLflow run id) and
-`best.pt` (the parameters with the best validation objective).
+`best.pt` (the parameters with the best validation objective, among the epochs the model calls
+`selectable`; without one, the last parameters are tested and the record says so).
 
 Surviving kills: a checkpoint becomes visible only by an atomic rename (a `.part` file left by
 a kill mid-write is never read, and is removed at the next start); a run folder is locked while
@@ -202,8 +203,8 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
     optimizer = build_optimizer(cfg, model)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
 
-    state = {"step": 0, "epoch": 0, "best_val": math.inf, "stale_epochs": 0, "history": [],
-             "mlflow_run_id": None, "wall_time_s": 0.0, "done": False}
+    state = {"step": 0, "epoch": 0, "best_val": math.inf, "best_epoch": None, "stale_epochs": 0,
+             "history": [], "mlflow_run_id": None, "wall_time_s": 0.0, "done": False}
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path, device)
         if experiment_identity(json.loads(ckpt["config"])) != experiment_identity(cfg.to_dict()):
@@ -252,8 +253,9 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
             "commit": commit, "versions": records.versions(),
             "hardware": records.hardware(device), "wall_time_s": round(wall, 1),
             "data_sha256": corpus.sha256, "mlflow_run_id": state["mlflow_run_id"],
-            "train": {"steps": state["step"], "epochs": state["epoch"],
-                      "best_val": state["best_val"], "final_checkpoint": "best validation"},
+            "train": {"steps": state["step"], "epochs": state["epoch"], "best_val": state["best_val"],
+                      "best_epoch": state["best_epoch"],
+                      "final_checkpoint": "best validation" if best_path.is_file() else "last"},
             "history": state["history"],
         }
         artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], record, run_dir)
@@ -355,8 +357,10 @@ def _validation_eval(cfg):
 
 
 def _after_validation(cfg, optimizer, state, objective, model, best_path):
+    if not model.selectable(state["step"]):
+        return
     if objective < state["best_val"] - 1e-6:
-        state["best_val"], state["stale_epochs"] = objective, 0
+        state["best_val"], state["best_epoch"], state["stale_epochs"] = objective, state["epoch"] + 1, 0
         save_atomic(model.state_dict(), best_path)
         return
     state["stale_epochs"] += 1

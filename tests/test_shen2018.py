@@ -108,6 +108,8 @@ def test_switch_falls_after_autoencoder_epochs_of_train_batches(corpus):
     assert updates_per_epoch(cfg, corpus) == batches
     assert model.autoencoder_steps == cfg.model.autoencoder_epochs * batches
     assert [model.phase(s) for s in (0, batches - 1, batches, 10 * batches)] == [1, 1, 2, 2]
+    # validation after an epoch of `step` updates: only epochs that ran phase-2 updates select
+    assert [model.selectable(s) for s in (batches, batches + 1, 2 * batches)] == [False, True, True]
     cfg.train.epochs = cfg.model.autoencoder_epochs
     with pytest.raises(ConfigError, match="no phase-2 epoch"):
         build(cfg, corpus)

@@ -110,3 +110,29 @@ def test_the_commit_in_records_is_read_once_per_process(monkeypatch):
 
     monkeypatch.setattr(records.subprocess, "run", git_again)
     assert records.git_commit() == first and len(first.split("+")[0]) == 40
+
+
+def test_only_selectable_epochs_choose_the_best_checkpoint(tmp_path, monkeypatch):
+    """A model that calls only its first epoch selectable gets that epoch tested, though later
+    ones score better; one that calls none has its last parameters tested, and says so."""
+    validations = {"n": 0}
+
+    def first_of_three(self, step):
+        validations["n"] += 1
+        return validations["n"] == 1
+
+    monkeypatch.setattr(TextVAE, "selectable", first_of_three)
+    result = train_mod.train(_cfg(), runs_root=tmp_path / "a", records_root=None, track=False,
+                             progress=False)
+    objectives = [e["val/elbo"] for e in result.history]
+    assert min(objectives[1:]) < objectives[0]   # so the choice is not simply the best score
+    assert result.record["train"]["best_epoch"] == 1
+    assert result.record["train"]["best_val"] == pytest.approx(objectives[0], rel=1e-6)
+    assert result.record["train"]["final_checkpoint"] == "best validation"
+
+    monkeypatch.setattr(TextVAE, "selectable", lambda self, step: False)
+    result = train_mod.train(_cfg(), runs_root=tmp_path / "b", records_root=None, track=False,
+                             progress=False)
+    assert not (result.run_dir / "best.pt").exists()
+    assert result.record["train"]["best_epoch"] is None
+    assert result.record["train"]["final_checkpoint"] == "last"
