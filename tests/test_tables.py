@@ -35,7 +35,7 @@ def test_table_shows_paper_ours_gap_and_seed_spread(tmp_path):
 def test_check_fails_on_a_hand_edited_table(tmp_path):
     records = tmp_path / "records"
     _write(records, _record("rnnlm", 0, 110.0))
-    assert tables.write_all(records, tmp_path) == [tmp_path / "bowman2016.md"]
+    assert tables.write_all(records, tmp_path) == [tmp_path / "README.md", tmp_path / "bowman2016.md"]
     assert tables.check(records, tmp_path) == []
     assert main(["table", "--check", "--records-dir", str(records)]) == 0
     table = tmp_path / "bowman2016.md"
@@ -47,8 +47,41 @@ def test_check_fails_on_a_hand_edited_table(tmp_path):
 def test_check_fails_when_a_table_is_missing(tmp_path):
     records = tmp_path / "records"
     _write(records, _record("rnnlm", 0, 110.0))
-    assert tables.check(records, tmp_path) == [f"{tmp_path / 'bowman2016.md'} is missing"]
+    assert tables.check(records, tmp_path) == [f"{tmp_path / 'README.md'} is missing",
+                                               f"{tmp_path / 'bowman2016.md'} is missing"]
+
+
+def test_index_counts_the_rows_run_at_each_preset_and_names_the_rest(tmp_path):
+    records = tmp_path / "records"
+    for variant in ("rnnlm", "vae"):
+        _write(records, _record(variant, 0, 110.0))
+    _write(records, _record("vae", 1, 111.0))
+    _write(records, _record("vae", 0, 100.0, preset="paper"))
+    index = tables.render_index(records)
+    bowman = next(line for line in index.splitlines() if line.startswith("| bowman2016 |"))
+    cells = [c.strip() for c in bowman.strip("|").split("|")]
+    assert cells[1:5] == ["5", "2 / 5", "1 / 5", "0"]
+    assert cells[5] == "`vae-anneal-worddrop`, `rnnlm-inputless`, `vae-inputless`"
+    assert cells[6] == "[bowman2016.md](bowman2016.md)"
+    shen = next(line for line in index.splitlines() if line.startswith("| shen2018_aux_ae |"))
+    assert "| 0 / 3 |" in shen and "none yet: `repro reproduce shen2018_aux_ae --preset cpu`" in shen
+    assert "| demo |" not in index
 
 
 def test_committed_tables_match_committed_records():
     assert tables.check() == []
+
+
+def test_index_counts_benchmark_methods_with_every_seed_apart_from_partial_ones(tmp_path):
+    records = tmp_path / "records"
+    preset = "benchmark-synthetic-cpu"
+    for variant, seeds in (("vae", (0, 1, 2)), ("rnnlm", (1,))):
+        for seed in seeds:
+            path = records / "benchmark_synthetic" / "bowman2016" / f"{variant}__{preset}__seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**_record(variant, seed, 50.0, preset), "dataset": "synthetic"}))
+    row = next(line for line in tables.render_index(records).splitlines()
+               if line.startswith(f"| synthetic | {preset} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2].startswith("1 / ") and cells[3] == "`bowman2016/rnnlm`"
+    assert "`bowman2016/vae`" not in cells[4] and "`bowman2016/vae-anneal-worddrop`" in cells[4]
