@@ -49,7 +49,6 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -287,13 +286,13 @@ class DialogEvaluation:
 
 @torch.no_grad()
 def dialog_metrics(model, batches, vocab, num_samples: int = 10, max_len: int = 41, seed: int = 0,
-                   act_names: list[str] | None = None,
-                   rc_log_likelihood: Callable | None = None) -> DialogEvaluation:
+                   act_names: list[str] | None = None) -> DialogEvaluation:
     """The module docstring's metrics over `batches` (an iterable of `DialogBatch`; moved to
-    the model's device). `rc_log_likelihood(batch, z) -> (1, B)` replaces `model.log_likelihood`
-    for `rc_ppl_posterior` (kgCVAE: the decoder fed the gold act, as the released code's PPL is).
-    The model is put in eval mode and its mode restored; sampling draws from one generator
-    seeded by `seed` on the model's device."""
+    the model's device). A model's `rc_log_likelihood(batch, z) -> (1, B)`, where it has one,
+    replaces `log_likelihood` for `rc_ppl_posterior` (kgCVAE: the decoder fed the gold act, as
+    the released code's PPL is). The model is put in eval mode and its mode restored; sampling
+    draws from one generator seeded by `seed` on the model's device."""
+    rc_log_likelihood = getattr(model, "rc_log_likelihood", model.log_likelihood)
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
     was_training = model.training
@@ -302,7 +301,7 @@ def dialog_metrics(model, batches, vocab, num_samples: int = 10, max_len: int = 
     try:
         for batch in batches:
             _collect(model, batch.to(device), vocab, num_samples, max_len, generator, act_names,
-                     rc_log_likelihood or model.log_likelihood, out)
+                     rc_log_likelihood, out)
     finally:
         model.train(was_training)
     return _summarise(out, num_samples)
@@ -371,16 +370,15 @@ def evaluation_batches(corpus, split: str, cfg: DialogEvalConfig):
     return corpus.batches(split, cfg.batch_size, shuffle=False)
 
 
-def write_dialog_evaluation(model, corpus, split: str, cfg: DialogEvalConfig, run_dir: Path,
-                            seed: int = 0, rc_log_likelihood: Callable | None = None
-                            ) -> tuple[dict[str, float], list[Path]]:
-    """Run `dialog_metrics` on `split` and write beside the run `dialog_metrics.json` (metrics
-    prefixed with the split, as records name them, and the options), `dialog_samples.jsonl`
-    (every context) and `dialog_samples.txt` (the first contexts, readable). Returns the
-    prefixed metrics and the paths."""
+def write_dialog_evaluation(model, corpus, run_cfg, run_dir: Path) -> tuple[dict[str, float], list[Path]]:
+    """The `Variant.evaluate_extra` hook of dialog models: `dialog_metrics` on the run's
+    evaluation split with `run_cfg.model.dialog_eval`, written beside the run as
+    `dialog_metrics.json` (metrics prefixed with the split, as records name them, and the
+    options), `dialog_samples.jsonl` (every context) and `dialog_samples.txt` (the first
+    contexts, readable). Returns the prefixed metrics and the paths."""
+    split, cfg, seed = run_cfg.eval.split, run_cfg.model.dialog_eval, run_cfg.seed
     result = dialog_metrics(model, evaluation_batches(corpus, split, cfg), corpus.vocab,
-                            cfg.num_samples, cfg.max_len, seed, corpus.label_names.get("act"),
-                            rc_log_likelihood)
+                            cfg.num_samples, cfg.max_len, seed, corpus.label_names.get("act"))
     prefixed = {f"{split}/{name}": value for name, value in result.metrics.items()}
     options = {**dataclasses.asdict(cfg), "split": split, "seed": seed, "references": 1,
                "sacrebleu_signature": result.sacrebleu_signature,

@@ -6,6 +6,7 @@ and each paper package calls `register_paper` at import time. Adding a paper tou
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 from typing import Callable
@@ -21,6 +22,13 @@ class Reported:
     tag: str                      # verified | unverified (reprint) | unverified (memory) | not retrieved
     source: str = ""
     note: str = ""
+
+
+def presets_of_variant(makers: dict[str, Callable[[str], RunConfig]],
+                       variant: str) -> dict[str, Callable[[], RunConfig]]:
+    """`Variant.presets` from a package's {preset: make(variant) -> RunConfig}; each config is
+    built only when asked for."""
+    return {preset: functools.partial(make, variant) for preset, make in makers.items()}
 
 
 @dataclass

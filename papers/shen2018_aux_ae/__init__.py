@@ -6,10 +6,11 @@ variants on DailyDialog. See `model.py` for the method and its implementation de
 `presets.py` for the settings (all the suite's: the card retrieved the abstract only) and every
 reduction, `reported.py` for why no paper number is compared and the table's metrics.
 """
-from papers.shen2018_aux_ae.model import AuxAEConfig, DialogVEDConfig, build, dialog_evaluation
+from papers.shen2018_aux_ae.model import build
 from papers.shen2018_aux_ae.presets import MODELS, PRESETS
 from papers.shen2018_aux_ae.reported import REPORTED, TABLE_METRICS
-from repro.registry import Paper, Variant, register_paper
+from repro.dialog import write_dialog_evaluation
+from repro.registry import Paper, Variant, presets_of_variant, register_paper
 
 DESCRIPTIONS = {
     "ved": "dialog VED (CVAE), KL weight 1 from the start (expected to collapse: KL ~ 0)",
@@ -20,12 +21,9 @@ DESCRIPTIONS = {
 
 
 def _variant(name: str) -> Variant:
-    return Variant(
-        name=name, description=DESCRIPTIONS[name],
-        model_config=AuxAEConfig if isinstance(MODELS[name], AuxAEConfig) else DialogVEDConfig,
-        build=build,
-        presets={p: (lambda make=make, name=name: make(name)) for p, make in PRESETS.items()},
-        reported=REPORTED[name], evaluate_extra=dialog_evaluation)
+    return Variant(name=name, description=DESCRIPTIONS[name], model_config=type(MODELS[name]), build=build,
+                   presets=presets_of_variant(PRESETS, name), reported=REPORTED[name],
+                   evaluate_extra=write_dialog_evaluation)
 
 
 PAPER = register_paper(Paper(

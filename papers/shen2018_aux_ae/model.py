@@ -296,11 +296,3 @@ def build(cfg, corpus):
         raise ConfigError(f"train.epochs={cfg.train.epochs} leaves no phase-2 epoch after "
                           f"model.autoencoder_epochs={m.autoencoder_epochs}; raise train.epochs")
     return AuxAutoencoderVED(m, corpus.vocab, m.autoencoder_epochs * updates_per_epoch(cfg, corpus))
-
-
-def dialog_evaluation(model, corpus, cfg, run_dir):
-    """The `Variant.evaluate_extra` hook: the shared dialog metrics on `cfg.eval.split`, named as
-    records name them (`test/...`), and the paths it writes beside the run
-    (`dialog_metrics.json`, `dialog_samples.{jsonl,txt}`)."""
-    return write_dialog_evaluation(model, corpus, cfg.eval.split, cfg.model.dialog_eval, run_dir,
-                                   seed=cfg.seed)

@@ -5,11 +5,11 @@ Registers one variant per row: the encoder-decoder baseline, CVAE (KL annealing 
 BoW (the paper's CVAE) and kgCVAE (+ BoW). See `model.py` for the method and its implementation
 details, `presets.py` for the settings and every reduction, `reported.py` for the numbers.
 """
-from papers.zhao2017_kgcvae.model import CVAEConfig, EncoderDecoderConfig, build, dialog_evaluation
+from papers.zhao2017_kgcvae.model import build
 from papers.zhao2017_kgcvae.presets import MODELS, PRESETS
 from papers.zhao2017_kgcvae.reported import NUM_SAMPLES, REPORTED, bleu
-from repro.dialog import sampled_metric_name
-from repro.registry import Paper, Variant, register_paper
+from repro.dialog import sampled_metric_name, write_dialog_evaluation
+from repro.registry import Paper, Variant, presets_of_variant, register_paper
 
 DESCRIPTIONS = {
     "baseline": "HRED-style encoder-decoder, no latent (exact likelihood)",
@@ -20,12 +20,9 @@ DESCRIPTIONS = {
 
 
 def _variant(name: str) -> Variant:
-    return Variant(
-        name=name, description=DESCRIPTIONS[name],
-        model_config=CVAEConfig if isinstance(MODELS[name], CVAEConfig) else EncoderDecoderConfig,
-        build=build,
-        presets={p: (lambda make=make, name=name: make(name)) for p, make in PRESETS.items()},
-        reported=REPORTED[name], evaluate_extra=dialog_evaluation)
+    return Variant(name=name, description=DESCRIPTIONS[name], model_config=type(MODELS[name]), build=build,
+                   presets=presets_of_variant(PRESETS, name), reported=REPORTED[name],
+                   evaluate_extra=write_dialog_evaluation)
 
 
 def _sampled(base: str) -> str:
@@ -48,6 +45,5 @@ PAPER = register_paper(Paper(
            "perplexity (posterior z, KL left out), not a bound; `ppl`/`nll` are the IW bound (exact "
            "for the baseline), with kgCVAE's decoder fed its predicted act. BLEU is Zhao's sentence "
            "BLEU (method7) over N = 10 prior samples, precision = mean, recall = max, single "
-           "reference; the sampled-response metrics reach the records only once the trainer merges "
-           "`dialog_metrics.json` (see the run folder until then)."),
+           "reference; samples are in each run's `dialog_samples.txt`."),
 ))

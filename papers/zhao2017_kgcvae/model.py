@@ -76,7 +76,7 @@ from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, bounded
 from repro.data.dialog import UNKNOWN_LABEL
 from repro.dialog import (BagOfWordsHead, DialogModelConfig, GaussianNetwork,
                           HierarchicalContextEncoder, ResponseDecoder, SampledResponses,
-                          UtteranceEncoder, decode_responses, write_dialog_evaluation)
+                          UtteranceEncoder, decode_responses)
 from repro.model import LanguageModel, LatentVariableModel
 from repro.models import DecoderInputs
 from repro.objectives import elbo_loss
@@ -301,13 +301,4 @@ def build(cfg, corpus):
         return EncoderDecoder(m, corpus.vocab, num_topics)
     num_acts = _num_labels(corpus, "act") if m.knowledge_guided else 0
     return DialogCVAE(m, corpus.vocab, num_acts, num_topics)
-
-
-def dialog_evaluation(model, corpus, cfg, run_dir):
-    """BLEU, distinct-n, act accuracy and `rc_ppl_posterior` on `cfg.eval.split`, named as run
-    records name metrics (`test/...`), and the paths of the metrics JSON and the samples it
-    writes beside the run."""
-    rc = getattr(model, "rc_log_likelihood", None)
-    return write_dialog_evaluation(model, corpus, cfg.eval.split, cfg.model.dialog_eval, run_dir,
-                                   seed=cfg.seed, rc_log_likelihood=rc)
 
