@@ -1,8 +1,5 @@
 """Bowman et al. 2016: the mechanism (word dropout in the decoder's history), the variants'
 configs, and the paper's qualitative claim checked on the committed records of the real run."""
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -12,7 +9,9 @@ from repro.models import LSTMLM, TextVAE
 from repro.registry import get_paper, resolve
 from repro.schedules import kl_weight
 
-RECORDS = Path(__file__).resolve().parents[1] / "results" / "records" / "bowman2016"
+from helpers_records import cpu_metrics
+
+PAPER = "bowman2016"
 
 
 @pytest.fixture(scope="module")
@@ -85,19 +84,13 @@ def test_build_gives_the_right_model_class(corpus):
     assert isinstance(_model("vae", corpus), TextVAE)
 
 
-def _record(variant):
-    path = RECORDS / f"{variant}__cpu__seed0.json"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run `repro reproduce bowman2016 --preset cpu` and commit its records")
-    return json.loads(path.read_text())["metrics"]
-
-
 def test_real_run_plain_vae_collapses_and_the_remedies_keep_information_in_z():
-    plain, remedy, inputless = (_record(v) for v in ("vae", "vae-anneal-worddrop", "vae-inputless"))
+    plain, remedy, inputless = (cpu_metrics(PAPER, v) for v in ("vae", "vae-anneal-worddrop",
+                                                                "vae-inputless"))
     assert plain["test/kl"] < 0.5 and plain["test/au"] <= 1
     assert remedy["test/kl"] > 1.0 and remedy["test/mi"] > plain["test/mi"] + 0.5
     assert inputless["test/kl"] > remedy["test/kl"]   # the weaker the decoder, the more z carries
 
 
 def test_real_run_inputless_vae_beats_the_inputless_lm():
-    assert _record("vae-inputless")["test/nll"] < _record("rnnlm-inputless")["test/nll"]
+    assert cpu_metrics(PAPER, "vae-inputless")["test/nll"] < cpu_metrics(PAPER, "rnnlm-inputless")["test/nll"]

@@ -5,7 +5,6 @@ paper card, a smoke reproduction of every variant, and the paper's claim (the pl
 collapses, the two-phase model keeps information in z) on the committed cpu records."""
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +18,8 @@ from repro.evaluate import evaluate
 from repro.nn.distributions import LOG_2PI, DiagonalGaussian
 from repro.registry import get_paper, resolve
 from repro.train import build_optimizer, train
+
+from helpers_records import cpu_metrics
 
 PAPER = "shen2018_aux_ae"
 VARIANTS = ["ved", "ved-kl-anneal", "aux-ae-two-phase"]
@@ -283,18 +284,8 @@ def test_smoke_reproduction(variant, tmp_path):
 
 # --- the claim, on the committed records of the real (cpu preset) run --------------------------
 
-RECORDS = Path(__file__).resolve().parents[1] / "results" / "records" / PAPER
-
-
-def _metrics(variant):
-    path = RECORDS / f"{variant}__cpu__seed0.json"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run `repro reproduce {PAPER} --preset cpu` and commit its records")
-    return json.loads(path.read_text())["metrics"]
-
-
 def test_real_run_plain_ved_collapses_and_the_auxiliary_autoencoder_keeps_z_informative():
-    ved, aux = _metrics("ved"), _metrics(TWO_PHASE)
+    ved, aux = cpu_metrics(PAPER, "ved"), cpu_metrics(PAPER, TWO_PHASE)
     assert ved["test/kl"] < 0.5 and ved["test/au"] == 0 and ved["test/mi"] < 0.5
     assert aux["test/kl"] > 5.0 and aux["test/mi"] > ved["test/mi"] + 2.0
     assert aux["test/au"] > ved["test/au"]
@@ -303,7 +294,7 @@ def test_real_run_plain_ved_collapses_and_the_auxiliary_autoencoder_keeps_z_info
 def test_real_run_kl_annealing_alone_does_not_keep_z_informative_here():
     """Annealed to weight 1 over 3,700 updates, the VED's KL still falls to ~0 by the end: the
     auxiliary autoencoder, not the schedule, is what keeps information in z in this run."""
-    anneal, aux = _metrics("ved-kl-anneal"), _metrics(TWO_PHASE)
+    anneal, aux = cpu_metrics(PAPER, "ved-kl-anneal"), cpu_metrics(PAPER, TWO_PHASE)
     assert anneal["test/kl"] < 0.5 and aux["test/kl"] > anneal["test/kl"] + 5.0
     assert aux["test/mi"] > anneal["test/mi"] + 2.0
 
@@ -311,6 +302,6 @@ def test_real_run_kl_annealing_alone_does_not_keep_z_informative_here():
 def test_real_run_two_phase_samples_are_more_diverse_and_cover_the_reference_better():
     """The paper's case for the auxiliary autoencoder is generation (card: the objective should
     match generation), so its sampled responses, not its likelihood, should improve."""
-    ved, aux = _metrics("ved"), _metrics(TWO_PHASE)
+    ved, aux = cpu_metrics(PAPER, "ved"), cpu_metrics(PAPER, TWO_PHASE)
     for name in ("distinct_2_n10", "bleu_zhao_rec_1_n10_ref1", "bleu_zhao_prec_1_n10_ref1"):
         assert aux[f"test/{name}"] > ved[f"test/{name}"], name

@@ -77,8 +77,7 @@ from torch import nn
 from repro import schedules
 from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, bounded
 from repro.dialog import (DialogModelConfig, GaussianNetwork, HierarchicalContextEncoder,
-                          ResponseDecoder, SampledResponses, UtteranceEncoder, decode_responses,
-                          write_dialog_evaluation)
+                          ResponseDecoder, SampledResponses, UtteranceEncoder, decode_responses)
 from repro.model import LatentVariableModel
 from repro.models import DecoderInputs
 from repro.nn.distributions import DiagonalGaussian
