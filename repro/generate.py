@@ -82,9 +82,9 @@ def qualitative(model, corpus, num: int = 5, seed: int = 0, split: str = "test")
     words = lambda ids: " ".join(corpus.vocab.decode(ids))  # noqa: E731
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    z_prior = model.prior(None).sample(num, device=device, generator=gen)
     batch = next(iter(corpus.batches(split, num, shuffle=True, seed=seed))).to(device)
     with torch.no_grad():
+        z_prior = model.prior(None).sample(num, device=device, generator=gen)
         mu = model.posterior(batch).mean()
     return {
         "prior_samples_greedy": [words(s) for s in decode(model, z_prior)],
