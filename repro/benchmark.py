@@ -275,8 +275,10 @@ def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
                   f"`{proto.eval.mi_pool}`, AU threshold {proto.eval.au_threshold}. "
                   f"Reductions: {proto.reductions}.", ""]
     samples = {m: metric_samples(records, m) for m in SUMMARY_METRICS}
+    # Ties (the same model reached by two papers' presets) fall back to the name, so the table
+    # does not depend on the set's hash order.
     names = sorted({method_name(r) for r in records},
-                   key=lambda n: statistics.fmean(samples["nll"].get(n, [math.inf])))
+                   key=lambda n: (statistics.fmean(samples["nll"].get(n, [math.inf])), n))
     seeds = {n: sorted(r["seed"] for r in records if method_name(r) == n) for n in names}
     lines += ["| method | seeds | " + " | ".join(SUMMARY_METRICS) + " |",
               "|---|---|" + "---|" * len(SUMMARY_METRICS)]

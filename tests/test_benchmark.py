@@ -88,6 +88,17 @@ def test_table_ranks_methods_and_reports_tests(tmp_path):
     assert "Records: 6" in text
 
 
+def test_methods_tied_on_nll_are_listed_by_name(tmp_path):
+    """Two papers' presets can reach the same model (Kingma's ptb-gauss is Bowman's VAE at the
+    shared sizes): equal means must not leave the row order to a set's hash order."""
+    names = ["yang2017_dilated_cnn/lstm-vae", "bowman2016/vae", "kingma2016_iaf/ptb-gauss"]
+    for name in names:
+        _write(tmp_path, _record(name, 0, 100.0, 1.0))
+    rows = [line.split(" | ")[0][2:] for line in benchmark.render("ptb", tmp_path).splitlines()
+            if line.startswith("| ") and line.split(" | ")[0][2:] in names]
+    assert rows == sorted(names)
+
+
 def test_repro_table_writes_and_checks_the_benchmark(tmp_path):
     history = [{"epoch": 1, "step": 10, "val/kl": 1.0, "val/au": 2},
                {"epoch": 2, "step": 20, "val/kl": 2.0, "val/au": 3}]
