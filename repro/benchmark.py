@@ -25,7 +25,7 @@ from pathlib import Path
 
 from repro.config import (DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig,
                           SyntheticConfig, TrainConfig)
-from repro.records import RECORDS_DIR, load_records
+from repro.records import RECORDS_DIR, describe_commits, load_records
 
 DATASETS = ("ptb", "synthetic")
 SCALES = ("smoke", "cpu", "paper")
@@ -264,8 +264,13 @@ def render(dataset: str, root: Path = RECORDS_DIR) -> str:
     return "\n".join(lines)
 
 
+def scale_of(preset: str) -> str:
+    """The scale named by a protocol preset: `benchmark-ptb-cpu` -> `cpu`."""
+    return preset.rsplit("-", 1)[-1]
+
+
 def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
-    scale = preset.rsplit("-", 1)[-1]
+    scale = scale_of(preset)
     proto = PROTOCOLS.get((dataset, scale))
     lines = [f"## Scale `{scale}` (preset `{preset}`)", ""]
     if proto is not None:
@@ -290,10 +295,8 @@ def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
     for metric in TESTED_METRICS:
         lines += _render_tests(metric, pairwise(samples[metric]))
     walls = [r["wall_time_s"] for r in records]
-    commits = sorted({r["commit"][:12] + ("+dirty" if r["commit"].endswith("+dirty") else "")
-                      for r in records})
     lines += [f"Records: {len(records)}; total wall time {sum(walls) / 3600:.1f} h; commits: "
-              f"{', '.join(commits)}; hardware: "
+              f"{describe_commits(records)}; hardware: "
               f"{', '.join(sorted({r['hardware'].get('device', '?') for r in records}))}.", ""]
     return lines
 

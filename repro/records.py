@@ -37,6 +37,16 @@ def _read_commit() -> str:
 _PROCESS_COMMIT = _read_commit()
 
 
+def describe_commits(records: list[dict]) -> str:
+    """The commits that wrote `records`, shortened, with the `+dirty` ones explained."""
+    commits = sorted({r["commit"][:12] + ("+dirty" if r["commit"].endswith("+dirty") else "")
+                      for r in records})
+    text = ", ".join(commits) or "—"
+    if any(c.endswith("+dirty") for c in commits):
+        text += " (+dirty: the run started from a tree with uncommitted changes)"
+    return text
+
+
 def hardware(device: torch.device) -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from repro import benchmark
 from repro.demo import NAME as DEMO
-from repro.records import RECORDS_DIR, load_records
+from repro.records import RECORDS_DIR, describe_commits, load_records
 from repro.registry import Paper, load_papers
 
 RESULTS_DIR = Path("results")
@@ -105,10 +105,7 @@ def render(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
                      f" | {ev.get('mi_pool', '—')}"
                      f" ({ev.get('mi_pool_size', '—')}) | {', '.join(map(str, epochs))} | {fraction}"
                      f" | {wall} |")
-    commits = sorted({r["commit"][:12] + ("+dirty" if r["commit"].endswith("+dirty") else "")
-                      for r in records})
-    lines += ["", f"Records: {len(records)}; commits: {', '.join(commits) or '—'} "
-              "(+dirty: the run started from a tree with uncommitted changes).", ""]
+    lines += ["", f"Records: {len(records)}; commits: {describe_commits(records)}.", ""]
     return "\n".join(lines)
 
 
@@ -140,7 +137,7 @@ def _benchmark_rows(records_root: Path) -> list[str]:
     for dataset in benchmark.datasets_with_records(records_root):
         records = load_records(benchmark.records_root(dataset, records_root))
         for preset in sorted({r["preset"] for r in records}):
-            proto = benchmark.PROTOCOLS.get((dataset, preset.rsplit("-", 1)[-1]))
+            proto = benchmark.PROTOCOLS.get((dataset, benchmark.scale_of(preset)))
             seeds = defaultdict(set)
             for rec in records:
                 if rec["preset"] == preset:

@@ -63,6 +63,7 @@ def test_protocol_puts_shared_sizes_into_each_methods_own_preset():
     assert cfg.eval.au_threshold == 0.01 and cfg.train == proto.train
     _, zf = resolve("goyal2017_zforcing", "ptb-zforcing-kla", proto.preset)
     assert (zf.model.hidden_size, zf.model.latent_size) == (256, 32)
+    assert benchmark.scale_of(proto.preset) == "cpu"
 
 
 def test_every_benchmarked_method_runs_on_single_sentences():

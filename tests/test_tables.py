@@ -2,6 +2,7 @@ import json
 
 from repro import tables
 from repro.cli import main
+from repro.records import describe_commits
 from repro.registry import get_paper
 
 
@@ -85,3 +86,10 @@ def test_index_counts_benchmark_methods_with_every_seed_apart_from_partial_ones(
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2].startswith("1 / ") and cells[3] == "`bowman2016/rnnlm`"
     assert "`bowman2016/vae`" not in cells[4] and "`bowman2016/vae-anneal-worddrop`" in cells[4]
+
+
+def test_commit_line_explains_dirty_only_when_a_run_was_dirty():
+    clean = [{"commit": "a" * 40}, {"commit": "a" * 40}]
+    assert describe_commits(clean) == "a" * 12
+    dirty = describe_commits(clean + [{"commit": "b" * 40 + "+dirty"}])
+    assert dirty.startswith(f"{'a' * 12}, {'b' * 12}+dirty (+dirty: the run started from a tree")
