@@ -18,6 +18,8 @@ from repro.evaluate import evaluate
 from repro.registry import get_paper, resolve
 from repro.train import train
 
+from helpers_records import cpu_metrics
+
 PAPER = "goyal2017_zforcing"
 TINY = dict(embed_size=6, hidden_size=8, latent_size=3, mlp_size=5)
 PTB_TRAIN, MNIST_TRAIN = 42_068, 50_000   # training examples: updates per epoch at batch 32
@@ -361,3 +363,23 @@ def test_smoke_reproduction(variant, tmp_path):
         assert {"train/aux_nll", "train/kl_per_step", "train/kl_skip_rate"} <= set(result.history[0])
     assert record["substitute_for"] == ("imdb" if variant.startswith("ptb") else None)
     assert result.record_path.is_file()
+
+
+# --- the claims, on the committed records of the real (cpu preset) run ------------------------
+
+@pytest.mark.parametrize("dataset", ["ptb"])
+def test_real_run_kl_annealing_alone_lets_every_step_latent_collapse(dataset):
+    """'Ours + kla': the per-step KLs go to zero, and the model scores what its LSTM LM scores."""
+    srnn, lm = cpu_metrics(PAPER, f"{dataset}-srnn-kla"), cpu_metrics(PAPER, f"{dataset}-lstm")
+    assert srnn["test/kl"] < 0.1 and srnn["test/au"] == 0
+    assert abs(srnn["test/nll"] - lm["test/nll"]) < 0.01 * lm["test/nll"]
+
+
+@pytest.mark.parametrize("dataset", ["ptb"])
+def test_real_run_auxiliary_cost_keeps_information_in_every_step_latent(dataset):
+    """'Ours + kla, aux': the auxiliary cost keeps every z_t dimension active, and z_1:T carries
+    enough of the future to lower the reconstruction term by more than 10 nats a sequence."""
+    zf, srnn = cpu_metrics(PAPER, f"{dataset}-zforcing-kla"), cpu_metrics(PAPER, f"{dataset}-srnn-kla")
+    assert zf["test/kl"] > 10 and zf["test/au"] == config(f"{dataset}-zforcing-kla", "cpu").model.latent_size
+    assert zf["test/mi"] > srnn["test/mi"] + 1
+    assert zf["test/rec"] < srnn["test/rec"] - 10
