@@ -400,3 +400,9 @@ def test_real_run_auxiliary_cost_keeps_information_in_every_step_latent(dataset)
     latent_size = config(f"{dataset}-zforcing-kla", "cpu").model.latent_size
     assert zf["test/au"] == latent_size > srnn["test/au"]
     assert zf["test/kl"] > srnn["test/kl"] + 10 and zf["test/rec"] < srnn["test/rec"]
+
+
+def test_real_run_auxiliary_cost_alone_also_prevents_the_collapse_on_ptb():
+    """The card's fourth PTB arm (auxiliary cost, no annealing) against 'Ours': z is used."""
+    zf, srnn = cpu_metrics(PAPER, "ptb-zforcing"), cpu_metrics(PAPER, "ptb-srnn")
+    assert zf["test/kl"] > srnn["test/kl"] + 10 and zf["test/au"] > srnn["test/au"] + 16
