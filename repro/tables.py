@@ -91,14 +91,14 @@ def render(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
                              f"| {_fmt(ours)} | {diff} | {preset or '—'} | {len(recs)} | {status} |")
     lines += ["", "## Every metric of our runs (evaluation module, one protocol)", "",
               "| variant | preset | dataset | " + " | ".join(ALL_METRICS)
-              + " | K | MI pool | epochs | train fraction | wall time (s) |",
+              + " | K | MI pool | best epoch / epochs | train fraction | wall time (s) |",
               "|---|---|---|" + "---|" * len(ALL_METRICS) + "---|---|---|---|---|"]
     for (name, preset), recs in sorted(groups.items()):
         cells = [_fmt([v for v in (_metric(r, m) for r in recs) if v is not None]) for m in ALL_METRICS]
         ev = recs[0].get("eval", {})
         data = recs[0]["dataset"] + (f" (for {recs[0]['substitute_for']})" if recs[0].get("substitute_for") else "")
         wall = _fmt([r["wall_time_s"] for r in recs])
-        epochs = sorted({r.get("train", {}).get("epochs", "—") for r in recs}, key=str)
+        epochs = sorted({_best_of_epochs(r.get("train", {})) for r in recs})
         fraction = recs[0].get("config", {}).get("data", {}).get("train_fraction", "—")
         lines.append(f"| {name} | {preset} | {data} | " + " | ".join(cells)
                      + f" | {'exact' if ev.get('nll_estimator') == 'exact' else ev.get('iw_samples', '—')}"
@@ -107,6 +107,11 @@ def render(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
                      f" | {wall} |")
     lines += ["", f"Records: {len(records)}; commits: {describe_commits(records)}.", ""]
     return "\n".join(lines)
+
+
+def _best_of_epochs(train: dict) -> str:
+    """`best/run`: a best epoch equal to the last says the run was still improving when it stopped."""
+    return f"{train.get('best_epoch') or '—'}/{train.get('epochs', '—')}"
 
 
 def _names(names: list[str], most: int = 8) -> str:

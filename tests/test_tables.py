@@ -93,3 +93,15 @@ def test_commit_line_explains_dirty_only_when_a_run_was_dirty():
     assert describe_commits(clean) == "a" * 12
     dirty = describe_commits(clean + [{"commit": "b" * 40 + "+dirty"}])
     assert dirty.startswith(f"{'a' * 12}, {'b' * 12}+dirty (+dirty: the run started from a tree")
+
+
+def test_metrics_table_shows_each_runs_best_epoch_against_its_epochs(tmp_path):
+    """A best epoch equal to the last tells the reader the run was still improving."""
+    records = tmp_path / "records"
+    for seed, best in ((0, 7), (1, 8)):
+        rec = _record("vae", seed, 100.0)
+        rec["train"] = {"epochs": 8, "best_epoch": best}
+        _write(records, rec)
+    row = next(line for line in tables.render(get_paper("bowman2016"), records).splitlines()
+               if line.startswith("| vae | cpu |"))
+    assert "| 7/8, 8/8 |" in row

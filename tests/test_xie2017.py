@@ -232,16 +232,41 @@ def test_relative_gains_compare_each_scheme_with_its_own_baseline():
 RECORDS = Path(__file__).resolve().parents[1] / "results" / "records"
 
 
-def test_real_run_noising_beats_the_dropout_only_baseline():
-    """On the committed `cpu` records: at each size, a noising scheme lowers the test PPL of the
-    dropout-only baseline (the card: gains from the proposed schemes, verified). Skipped until
-    `repro reproduce xie2017_noising --preset cpu` has run and its records are committed."""
-    cpu = [r for r in load_records(RECORDS, PAPER) if r["preset"] == "cpu"]
-    if {r["variant"] for r in cpu} != set(VARIANTS):
-        pytest.skip("run `repro reproduce xie2017_noising --preset cpu` and commit its records")
-    gains = relative_gains(cpu)
-    for size in ("medium", "large"):
-        assert max(gain for (_, variant), gain in gains.items() if variant.startswith(size)) > 0, gains
+@pytest.fixture(scope="module")
+def cpu_records() -> list[dict]:
+    """Every variant's committed `cpu` record; a missing one fails (the run is committed)."""
+    records = [r for r in load_records(RECORDS, PAPER) if r["preset"] == "cpu"]
+    missing = set(VARIANTS) - {r["variant"] for r in records}
+    assert not missing, f"run `repro reproduce {PAPER} --preset cpu` for {sorted(missing)} and commit"
+    return records
+
+
+@pytest.mark.parametrize("size", ["medium", "large"])
+def test_real_run_baseline_is_compared_at_its_validation_plateau(cpu_records, size):
+    """The preset exists to compare the schemes where the baseline over-fits: the dropout-only
+    run halved its learning rate at least four times (epochs without a new best), so it was not
+    stopped while still improving at the full rate. (A noised run stopped earlier only
+    understates its gain.)"""
+    baseline = next(r for r in cpu_records if r["variant"] == f"{size}-none")
+    assert min(epoch["lr"] for epoch in baseline["history"]) <= 1 / 16
+
+
+@pytest.mark.parametrize("size", ["medium", "large"])
+def test_real_run_bigram_kn_noising_is_the_best_scheme_and_beats_the_baseline(cpu_records, size):
+    """The card: gains from the proposed schemes (verified); the large bigram-KN model beats its
+    own dropout-only baseline by a few perplexity points (memory). Here by more than 10, and by
+    more than any other scheme of the same size."""
+    gains = {variant: gain for (_, variant), gain in relative_gains(cpu_records).items()
+             if variant.startswith(size)}
+    assert gains[f"{size}-bigram-kn"] > 10
+    assert max(gains, key=gains.get) == f"{size}-bigram-kn", gains
+
+
+@pytest.mark.parametrize("size", ["medium", "large"])
+def test_real_run_blank_noising_at_the_kn_gamma_gains_nothing(cpu_records, size):
+    """Not reproduced here: blank noising at gamma 0.2 (the one published gamma, the KN run's;
+    the paper tuned gamma per scheme) stays within 2 PPL of the baseline at both sizes."""
+    assert abs(relative_gains(cpu_records)[("cpu", f"{size}-blank")]) < 2
 
 
 # --- smoke reproduction ------------------------------------------------------------------------
