@@ -183,7 +183,7 @@ def test_smoke_reproduction(variant, tmp_path):
 # --- the claims, on the records of the real (cpu, PTB-for-Yahoo) run ----------------------------
 # A record still to be run skips its claim (`required=False`); a committed one is required. The cpu
 # table is run a few variants per session (results/README.md lists what is left).
-COMMITTED = {"lstm-vae", "lcnn-vae-init"}
+COMMITTED = {"lstm-vae", "lcnn-vae-init", "lcnn-lm"}
 
 
 def cpu(variant: str) -> dict:
@@ -204,6 +204,15 @@ def test_real_run_large_cnn_decoder_with_init_keeps_information_in_z():
     was 1 nat before the record; lowered to 0.5 after it, since nothing set it but a guess."""
     lcnn, lstm_vae = cpu("lcnn-vae-init"), cpu("lstm-vae")
     assert lcnn["test/kl"] > 0.5 > 0.1 > lstm_vae["test/kl"] and lcnn["test/au"] > lstm_vae["test/au"]
+
+
+def test_real_run_z_improves_the_likelihood_of_the_same_cnn_decoder():
+    """The paper's likelihood claim, decoder for decoder: LCNN-VAE + init (332.1) below the
+    LCNN-LM (335.4) on Yahoo. Here the VAE's IW-NLL, an upper bound on its NLL, is below the
+    LM's exact NLL (110.28 against 110.98 in the records; one seed each). Written after both
+    records; the LSTM-LM is not the comparison, since on PTB the CNN decoder is the weaker
+    language model of the two (110.98 against 107.81)."""
+    assert cpu("lcnn-vae-init")["test/nll"] < cpu("lcnn-lm")["test/nll"]
 
 
 def test_real_run_kl_grows_as_the_receptive_field_shrinks():
