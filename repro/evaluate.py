@@ -23,7 +23,11 @@ Definitions (METRICS.md; N evaluation examples x, T(x) target tokens counting `<
   for non-Gaussian posteriors the pool density uses the posterior's own `log_prob`.
 * `au` (§6) -- active units: the number of latent dimensions u whose unbiased variance across
   examples of E_q[z_u] is >= `au_threshold` (0.01, Burda et al. 2016). E_q[z] is `mu` for a
-  Gaussian, a Monte Carlo mean over `mc_samples` draws otherwise.
+  Gaussian. Otherwise it has no closed form, and the variance is the covariance across examples
+  of two independent Monte Carlo means of `mc_samples` draws each: their noises are independent,
+  so it is unbiased for Var_x E_q[z_u|x]. The variance of a single Monte Carlo mean is not: it
+  adds E_x Var_q(z_u|x) / `mc_samples`, which for a collapsed unit at 100 draws is 0.01, the
+  threshold itself, so about half the collapsed units would count as active.
 
 Per-step latents (event shape (T, d)): log densities sum over the event, as everywhere. AU
 counts the d units of the last axis, pooling examples and time steps (the interface carries no
@@ -226,7 +230,7 @@ class _Evaluation:
         self.seen = 0
         self.kl_estimator = None
         self.mi = _MutualInformation(mi_pool) if "mi" in wanted else None
-        self.au = _UnitVariance() if "au" in wanted else None
+        self.au = _UnitCovariance() if "au" in wanted else None
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -256,7 +260,7 @@ class _Evaluation:
         if self.mi is not None:
             self.mi.add(posterior, draws.mi, self._expected_log_q(posterior, draws.generator))
         if self.au is not None:
-            self.au.add(_wide(posterior.mean(self.mc_samples)))
+            self.au.add(*self._two_mean_estimates(posterior))
 
     def _draw(self, posterior) -> _Draws:
         """One ELBO sample and one MI sample per example, then the K importance samples; the
@@ -311,6 +315,14 @@ class _Evaluation:
             total = torch.logaddexp(total, torch.logsumexp(weights, dim=0))
         return total - math.log(self.iw_samples)
 
+    def _two_mean_estimates(self, posterior) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two independent estimates of E_q[z] `(B, *event)` (module docstring, `au`); a
+        Gaussian's mean is exact, so both are `mu`."""
+        first = _wide(posterior.mean(self.mc_samples))
+        if isinstance(posterior, DiagonalGaussian):
+            return first, first
+        return first, _wide(posterior.mean(self.mc_samples))
+
     def _expected_log_q(self, posterior, generator) -> torch.Tensor:
         """E_q[log q(z|x)] `(B,)`: analytic for Gaussians, else a mean over `mc_samples` draws
         (continuing the batch's generator)."""
@@ -336,7 +348,7 @@ class _Evaluation:
         if self.mi is not None:
             metrics["mi"], mi_pool_size = self.mi.value()
         if self.au is not None:
-            metrics["au"] = float((self.au.variance() >= au_threshold).sum().item())
+            metrics["au"] = float((self.au.covariance() >= au_threshold).sum().item())
         return metrics, per_example, mi_pool_size
 
 
@@ -408,28 +420,30 @@ def _log_aggregate_density(z: torch.Tensor, pool: list) -> torch.Tensor:
     return torch.cat(out) - math.log(members)
 
 
-class _UnitVariance:
-    """Unbiased per-unit variance of posterior means across examples (and time steps), merged
-    batch by batch (Chan et al.'s pairwise update) in fp64, so batches of different lengths
-    can be pooled and nothing of size N is stored."""
+class _UnitCovariance:
+    """Unbiased per-unit covariance, across examples (and time steps), of two estimates of the
+    posterior means (their variance when both are the same tensor), merged batch by batch (Chan
+    et al.'s pairwise update) in fp64, so batches of different lengths can be pooled and nothing
+    of size N is stored."""
 
     def __init__(self):
         self.count = 0
-        self.mean = self.m2 = None
+        self.mean_a = self.mean_b = self.comoment = None
 
-    def add(self, means: torch.Tensor) -> None:
-        """`means (B, *event)`; units are the last axis."""
-        x = means.reshape(-1, means.shape[-1]).double()
-        n, batch_mean = len(x), x.mean(0)
-        batch_m2 = (x - batch_mean).pow(2).sum(0)
-        if self.mean is None:
-            self.count, self.mean, self.m2 = n, batch_mean, batch_m2
+    def add(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """`a, b (B, *event)`; units are the last axis."""
+        a, b = (t.reshape(-1, t.shape[-1]).double() for t in (a, b))
+        n, batch_a, batch_b = len(a), a.mean(0), b.mean(0)
+        batch_comoment = ((a - batch_a) * (b - batch_b)).sum(0)
+        if self.comoment is None:
+            self.count, self.mean_a, self.mean_b, self.comoment = n, batch_a, batch_b, batch_comoment
             return
-        delta = batch_mean - self.mean
+        delta_a, delta_b = batch_a - self.mean_a, batch_b - self.mean_b
         total = self.count + n
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + batch_m2 + delta.pow(2) * (self.count * n / total)
+        self.mean_a = self.mean_a + delta_a * (n / total)
+        self.mean_b = self.mean_b + delta_b * (n / total)
+        self.comoment = self.comoment + batch_comoment + delta_a * delta_b * (self.count * n / total)
         self.count = total
 
-    def variance(self) -> torch.Tensor:
-        return self.m2 / (self.count - 1)
+    def covariance(self) -> torch.Tensor:
+        return self.comoment / (self.count - 1)

@@ -265,6 +265,26 @@ def test_au_uses_unbiased_variance_and_inclusive_threshold():
     assert evaluate(model, batches_of(x, 4), ["au"], au_threshold=unbiased + 1e-12).metrics["au"] == 0
 
 
+@pytest.mark.parametrize("spread, active", [(0.0, 0), (math.sqrt(0.02), 16)])
+def test_au_of_a_sampled_posterior_is_not_inflated_by_monte_carlo_noise(spread, active):
+    """Posterior means +-`spread` (variance across examples 0, or 0.02 against the 0.01
+    threshold) with unit posterior variance, behind the generic interface so E_q[z] is a Monte
+    Carlo mean of 100 draws. One such mean per example would add 1/100 = 0.01 of noise variance
+    and count about 8 of the 16 collapsed units as active (all 16 stay below the threshold with
+    probability 2^-16); the estimate must count none of them, and all 16 informative ones."""
+
+    class UnitVarianceMeans(LinearGaussian):
+        def posterior(self, batch):
+            signs = (-1.0) ** torch.arange(batch.size, dtype=DTYPE)[:, None]
+            mu = (spread * signs).expand(-1, self.latent_size)
+            return NotGaussian(DiagonalGaussian(mu, torch.zeros_like(mu)))
+
+    model = UnitVarianceMeans(s=(1.0,) * 16, dim_x=20)
+    x = model.sample_x(2000)
+    result = evaluate(model, batches_of(x, 400), ["au"], mc_samples=100)
+    assert result.metrics["au"] == active
+
+
 # --- reproducibility ----------------------------------------------------------------------------
 
 def test_chunk_size_and_batch_cut_do_not_change_the_numbers():
