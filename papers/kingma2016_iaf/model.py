@@ -41,10 +41,11 @@ or the official code `openai/iaf` says so):
   the rows differ only in the posterior and the free bits.
 - Objective: the single-sample ELBO (the TF code's default k = 1 importance samples).
 - Evaluation (one protocol for the suite): IW-NLL with K = 128 on MNIST (card), the negative
-  ELBO, MC KL (100 draws, `evaluate`'s default, recorded as `mc_samples`), AU from Monte Carlo
-  posterior means, MI over minibatch pools of 32 (`mi_pool="batch"`, every row alike: scoring
-  a flow posterior's density inverts the flow, d MADE passes a step, so the suite's default
-  whole-test-set pool, N^2 inversions, is out of reach on a CPU).
+  ELBO, MC KL (100 draws, `evaluate`'s default, recorded as `mc_samples`), AU from two
+  independent Monte Carlo posterior means (their covariance; `repro.evaluate`), MI over
+  minibatch pools of 32 (`mi_pool="batch"`, every row alike: scoring a flow posterior's density
+  inverts the flow, d MADE passes a step, so the suite's default whole-test-set pool, N^2
+  inversions, is out of reach on a CPU).
 
 Deviations from the paper (`presets.py` lists each scale's settings):
 - Reduced scale in `cpu`: 30 MNIST epochs instead of training to convergence; MADE width 1920
