@@ -1,7 +1,8 @@
 """Chen et al. 2017 (papers/chen2017_vlae): the shared evaluation on an AF-prior model with a
 known answer, the training loss's KL and free bits, the text decoders' windows by gradients, the
 variants' configs against the paper card, the reported numbers, and a smoke reproduction of every
-runnable variant. The paper's qualitative claims are checked on the cpu records, not here."""
+runnable variant; the paper's qualitative claims are checked on the committed cpu records (last
+section), not on toy data."""
 import dataclasses
 import json
 import math
@@ -27,6 +28,7 @@ from repro.registry import get_paper, resolve
 from repro.train import train
 
 from helpers_batches import VectorBatch
+from helpers_records import cpu_metrics
 
 PAPER = "chen2017_vlae"
 DTYPE = torch.float64
@@ -387,3 +389,35 @@ def test_smoke_reproduction(variant, tmp_path, monkeypatch, cached_corpora):
     if row.dataset == "ptb":
         samples = json.loads((result.run_dir / "samples.json").read_text())
         assert len(samples["prior_samples_greedy"]) == 5
+
+
+# --- the claims, on the records of the real (cpu) run ------------------------------------------
+# A record still to be run skips its claim; a committed one is required (`COMMITTED`). The cpu
+# table is run a few rows per session (results/README.md lists what is left). Every bar below was
+# written before its records existed.
+COMMITTED: set[str] = set()
+
+
+def cpu(variant: str) -> dict:
+    return cpu_metrics(PAPER, variant, required=variant in COMMITTED)
+
+
+def test_real_run_vlae_puts_information_in_z_that_its_local_decoder_cannot_model():
+    """The paper's central claim on dynamic MNIST: a PixelCNN of small receptive field with an AF
+    prior (VLAE, NLL 78.53, KL 11.73 in the App. D ablation) uses z -- over a nat, several
+    active units -- and z buys likelihood that the same decoder alone (the unconditional
+    PixelCNN, 87.55) does not reach: the VLAE's IW-NLL, an upper bound, below the PixelCNN's
+    exact NLL."""
+    vlae, alone = cpu("mnist-vlae"), cpu("mnist-unconditional")
+    assert vlae["test/kl"] > 1.0 and vlae["test/au"] >= 2
+    assert vlae["test/nll"] < alone["test/nll"]
+
+
+def test_real_run_local_decoder_keeps_information_in_z_under_either_prior():
+    """App. D: with the local PixelCNN the Gaussian prior keeps a lossy code too (KL 10.60) --
+    the decoder's short context, not the flow, is what stops the collapse; the AF prior's gain
+    over it (78.94 against 79.48) is half a nat, below what one seed per row can tell, so it
+    is not asserted."""
+    gauss = cpu("mnist-local-gauss")
+    assert gauss["test/kl"] > 1.0 and gauss["test/au"] >= 2
+    assert gauss["test/nll"] < cpu("mnist-unconditional")["test/nll"]
