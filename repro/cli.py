@@ -1,5 +1,5 @@
-"""`repro` command line: list, train, reproduce, sweep, benchmark, eval, sample, table, ui, data,
-demo."""
+"""`repro` command line: list, train, reproduce, sweep, benchmark, runs, eval, sample, table, ui,
+data, demo."""
 from __future__ import annotations
 
 import argparse
@@ -82,6 +82,12 @@ def cmd_sweep(args) -> int:
 def cmd_benchmark(args) -> int:
     from repro.benchmark import run_from_args
     return run_from_args(args)
+
+
+def cmd_runs(args) -> int:
+    from repro.runs import find_runs, render
+    print(render(find_runs(Path(args.runs_dir))))
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -204,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, preset=False)   # the protocol names the preset
     add_sweep_arguments(p)
     p.set_defaults(fn=cmd_benchmark)
+
+    p = sub.add_parser("runs", help="which runs under a runs folder are running, finished or "
+                                    "interrupted (and how to resume them), with their last epoch")
+    p.add_argument("--runs-dir", default="runs", help="default: runs/")
+    p.set_defaults(fn=cmd_runs)
 
     p = sub.add_parser("eval", help="re-evaluate a run's best checkpoint, e.g. with more samples")
     p.add_argument("run_dir", help="a run folder, e.g. runs/bowman2016/vae-anneal-worddrop/cpu/seed0")

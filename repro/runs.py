@@ -1,0 +1,120 @@
+"""`repro runs`: what the training runs under a runs folder are doing -- running, finished, or
+interrupted and waiting for `--resume` -- with each one's epoch and last validation metrics,
+read from its checkpoint. For sweeps and background runs started with `--quiet`."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SHOWN = ("val/nll", "val/elbo", "val/kl", "val/au")   # what the trainer validates each epoch
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run_dir: Path
+    name: str                 # paper/variant/preset/seed<n>
+    status: str               # running | finished | interrupted | unreadable: <why>
+    epoch: int
+    epochs: int
+    best_epoch: int | None
+    last: dict                # the last finished epoch's validation metrics
+    wall_time_s: float
+    resume: str               # the command that continues an interrupted run
+
+
+def lock_held(lock: Path) -> bool:
+    """Whether a live process holds the trainer's flock on `lock`. Read from /proc/locks where
+    there is one, so that looking never takes the lock from a run that is just starting."""
+    if not lock.is_file():
+        return False
+    st = lock.stat()
+    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    proc_locks = Path("/proc/locks")
+    if proc_locks.is_file():
+        for line in proc_locks.read_text().splitlines():
+            fields = line.split()
+            if "FLOCK" not in fields:
+                continue
+            for field in fields:
+                parts = field.split(":")
+                if len(parts) == 3 and parts[2].isdigit():
+                    try:
+                        held = (int(parts[0], 16), int(parts[1], 16), int(parts[2]))
+                    except ValueError:
+                        continue
+                    if held == wanted:
+                        return True
+        return False
+    import fcntl
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def run_status(run_dir: Path) -> RunStatus:
+    from repro.train import TrainError, load_checkpoint
+    running = lock_held(run_dir / ".lock")
+    if not (run_dir / "last.pt").is_file():
+        status = "running, first epoch" if running else "no checkpoint: never finished an epoch"
+        return RunStatus(run_dir, str(run_dir), status, 0, 0, None, {}, 0.0, "")
+    try:
+        ckpt = load_checkpoint(run_dir / "last.pt", "cpu")
+        cfg, state = json.loads(ckpt["config"]), json.loads(ckpt["state"])
+    except (TrainError, KeyError, ValueError) as err:
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return RunStatus(run_dir, str(run_dir), "running" if running else f"unreadable: {why}",
+                         0, 0, None, {}, 0.0, "")
+    name = f"{cfg['paper']}/{cfg['variant']}/{cfg['preset']}/seed{cfg['seed']}"
+    if running:
+        status = "running"
+    elif _finished(run_dir, state):
+        status = "finished"
+    else:
+        status = "interrupted"
+    history = state["history"]
+    last = {k: v for k, v in (history[-1] if history else {}).items() if k in SHOWN}
+    resume = "" if status != "interrupted" else (
+        f"repro train {cfg['paper']} {cfg['variant']} --preset {cfg['preset']} --seed {cfg['seed']} "
+        f"--runs-dir {run_dir.parents[3]} --resume  (with the run's own --set options)")
+    return RunStatus(run_dir, name, status, state["epoch"], cfg["train"]["epochs"],
+                     state.get("best_epoch"), last, state["wall_time_s"], resume)
+
+
+def _finished(run_dir: Path, state: dict) -> bool:
+    """A run is finished when its record was written after its last checkpoint's updates."""
+    record = run_dir / "record.json"
+    if not record.is_file():
+        return False
+    return json.loads(record.read_text())["train"]["steps"] == state["step"]
+
+
+def find_runs(runs_root: Path) -> list[RunStatus]:
+    """Every run folder under `runs_root` (one the trainer has locked or checkpointed), by name."""
+    folders = {p.parent for pattern in ("last.pt", ".lock") for p in Path(runs_root).rglob(pattern)}
+    return sorted((run_status(folder) for folder in folders), key=lambda r: r.name)
+
+
+def render(runs: list[RunStatus]) -> str:
+    if not runs:
+        return "no runs under this folder"
+    lines = ["| run | status | epoch | best epoch | " + " | ".join(SHOWN) + " | wall (s) |",
+             "|---|---|---|---|" + "---|" * len(SHOWN) + "---|"]
+    for r in runs:
+        values = [_number(r.last.get(k)) for k in SHOWN]
+        lines.append(f"| {r.name} | {r.status} | {r.epoch}/{r.epochs} | {r.best_epoch or '—'} | "
+                     + " | ".join(values) + f" | {r.wall_time_s:.0f} |")
+    lines += [f"resume: {r.resume}" for r in runs if r.resume]
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.2f}"
