@@ -173,16 +173,30 @@ class IAFStep(nn.Module):
         """`(z, log sigma)` with `forward(z) == (z_new, log sigma)`: pass k solves the coordinate
         i at order position k, z_i = (z'_i - (1 - sigma_i) m_i) / sigma_i, with (m_i, s_i) from
         the coordinates already solved; d passes in all. Unsolved coordinates hold their finite
-        z' meanwhile (masked weights multiply them by 0; an inf there would make NaN)."""
+        z' meanwhile (masked weights multiply them by 0; an inf there would make NaN).
+
+        The MADE reads z clamped to +-`INVERSE_READ_LIMIT`. Scoring a sample under another
+        example's flow (the MI pool) can divide by a gate near 0 and solve a coordinate to 1e6 or
+        inf; the MADE's products of such inputs overflow fp32 into NaN. Clamped, m and s stay
+        finite; the far coordinate itself is kept, and it shrinks by at most |m| a step
+        (|z| >= |z'| - |m| since sigma <= 1), so the point stays far outside the base Gaussian
+        and its log q far below the sample's own member's (in practice -inf). Points whose
+        coordinates stay within the limit, every sample scored under its own posterior among
+        them, are scored exactly."""
         z, log_gates = z_new, [None] * self.made.latent_size
         for position in range(1, self.made.latent_size + 1):
             i = self.made.coordinates[position - 1]
-            m, s = _widen(self.made.outputs_at(z, context, position)).unbind(-1)
+            read = z.clamp(-INVERSE_READ_LIMIT, INVERSE_READ_LIMIT)
+            m, s = _widen(self.made.outputs_at(read, context, position)).unbind(-1)
             gate = torch.sigmoid(s)
             solved = (z_new[..., i] - (1 - gate) * m) / gate
             z = torch.where(self.made.order == position, solved.unsqueeze(-1), z)
             log_gates[i] = F.logsigmoid(s)
         return z, torch.stack(log_gates, -1)
+
+
+# What the MADE reads in an inverse pass (`IAFStep.inverse`): far beyond any z a posterior draws.
+INVERSE_READ_LIMIT = 1e4
 
 
 def _widen(x: torch.Tensor) -> torch.Tensor:
