@@ -91,6 +91,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    import time
+
     import torch
 
     from repro.config import RunConfig, apply_overrides
@@ -99,6 +101,10 @@ def cmd_eval(args) -> int:
     from repro.registry import get_paper
     from repro.train import pick_device
     run_dir = Path(args.run_dir)
+    if args.record and any(not o.strip().startswith("eval.") for o in args.overrides):
+        raise ConfigError("--record re-scores a trained run: only eval.* options may change "
+                          f"(got {args.overrides}); train a new run to change anything else")
+    started = time.time()
     raw = json.loads((run_dir / "config.json").read_text())
     variant = get_paper(raw["paper"]).variant(raw["variant"])
     cfg = apply_overrides(RunConfig.from_dict(raw, variant.model_config), args.overrides)
@@ -114,6 +120,11 @@ def cmd_eval(args) -> int:
     if variant.evaluate_extra is not None:
         metrics.update(variant.evaluate_extra(model, corpus, cfg, run_dir)[0])
     print(json.dumps({"metrics": metrics, "eval": result.options}, indent=2))
+    if args.record:
+        from repro.records import rescore_record
+        path = rescore_record(run_dir, metrics, result.options, cfg.to_dict()["eval"],
+                              time.time() - started, device, Path(args.records_dir))
+        print(f"record re-scored: {path} and {run_dir / 'record.json'}")
     return 0
 
 
@@ -221,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="e.g. --set eval.iw_samples=1000 --set eval.mi_pool=batch")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--record", action="store_true",
+                   help="replace the run's record's test metrics with these (after a fix to the "
+                        "evaluation), keeping its training; the record lists the re-scoring "
+                        "commit and the metrics it replaced. Its MLflow run is not changed")
+    p.add_argument("--records-dir", default="results/records", help="with --record: where records go")
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("sample", help="print samples, reconstructions and homotopies of a run")

@@ -37,14 +37,38 @@ def _read_commit() -> str:
 _PROCESS_COMMIT = _read_commit()
 
 
+def _short(commit: str) -> str:
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def describe_commits(records: list[dict]) -> str:
-    """The commits that wrote `records`, shortened, with the `+dirty` ones explained."""
-    commits = sorted({r["commit"][:12] + ("+dirty" if r["commit"].endswith("+dirty") else "")
-                      for r in records})
+    """The commits that wrote `records`, shortened, with the `+dirty` ones explained, then the
+    commits that re-scored some of them (`rescore_record`)."""
+    commits = sorted({_short(r["commit"]) for r in records})
+    rescored = sorted({_short(e["commit"]) for r in records for e in r.get("rescored", [])})
     text = ", ".join(commits) or "—"
-    if any(c.endswith("+dirty") for c in commits):
+    if rescored:
+        n = sum(1 for r in records if r.get("rescored"))
+        text += f"; {n} record(s) re-scored (test metrics only) at {', '.join(rescored)}"
+    if any(c.endswith("+dirty") for c in commits + rescored):
         text += " (+dirty: the run started from a tree with uncommitted changes)"
     return text
+
+
+def rescore_record(run_dir: Path, metrics: dict, eval_options: dict, eval_config: dict,
+                   wall_time_s: float, device: torch.device, root: Path = RECORDS_DIR) -> Path:
+    """Replace the test metrics of the run's record (in `run_dir` and under `root`) with a new
+    evaluation of the same checkpoint, keeping its training. `commit` stays the training's; the
+    re-scoring is appended to `rescored` with its commit, hardware, wall time and the metrics
+    and options it replaced, so nothing of the old record is lost."""
+    record = json.loads((Path(run_dir) / "record.json").read_text())
+    record.setdefault("rescored", []).append({
+        "commit": git_commit(), "hardware": hardware(device), "wall_time_s": round(wall_time_s, 1),
+        "replaced_metrics": record["metrics"], "replaced_eval": record["eval"]})
+    record["metrics"], record["eval"] = metrics, eval_options
+    record["config"]["eval"] = eval_config
+    (Path(run_dir) / "record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    return write_record(record, root)
 
 
 def hardware(device: torch.device) -> dict:
