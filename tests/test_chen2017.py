@@ -430,3 +430,10 @@ def test_real_run_af_prior_improves_on_the_standard_normal_prior():
     either row)."""
     gauss, af = cpu("mnist-gauss"), cpu("mnist-af")
     assert af["test/elbo"] < gauss["test/elbo"] and af["test/nll"] < gauss["test/nll"]
+
+
+@pytest.mark.parametrize("variant", [v for v, row in ROWS.items() if row.dataset == "binarized_mnist"])
+def test_static_mnist_rows_evaluate_the_whole_class_sorted_test_split(variant):
+    """A prefix of static MNIST's test split is mostly zeros and ones (it is sorted by class):
+    static-af scored 70.47 on the first 2,000 images against the paper's 79.30."""
+    assert config(variant, "cpu").eval.max_examples is None
