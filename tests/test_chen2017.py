@@ -395,7 +395,8 @@ def test_smoke_reproduction(variant, tmp_path, monkeypatch, cached_corpora):
 # A record still to be run skips its claim; a committed one is required (`COMMITTED`). The cpu
 # table is run a few rows per session (results/README.md lists what is left). Every bar below was
 # written before its records existed.
-COMMITTED = {"mnist-unconditional", "mnist-vlae", "mnist-local-gauss", "mnist-gauss", "mnist-af"}
+COMMITTED = {"mnist-unconditional", "mnist-vlae", "mnist-local-gauss", "mnist-gauss", "mnist-af",
+             "static-af"}
 
 
 def cpu(variant: str) -> dict:
@@ -430,6 +431,15 @@ def test_real_run_af_prior_improves_on_the_standard_normal_prior():
     either row)."""
     gauss, af = cpu("mnist-gauss"), cpu("mnist-af")
     assert af["test/elbo"] < gauss["test/elbo"] and af["test/nll"] < gauss["test/nll"]
+
+
+def test_real_run_af_prior_matches_or_beats_the_equivalent_iaf_posterior_on_static_mnist():
+    """Section 4.2 (verified): on static MNIST with the factorised decoder, the AF prior (79.30)
+    beats the IAF posterior it mirrors (79.88). The paper's gap is 0.58 nats, under what one
+    seed per row can resolve, so the bar allows the AF row to be up to half a nat worse; it
+    still fails if the AF prior loses clearly. Written before the static-iaf record."""
+    af, iaf = cpu("static-af"), cpu("static-iaf")
+    assert af["test/nll"] < iaf["test/nll"] + 0.5, (af["test/nll"], iaf["test/nll"])
 
 
 @pytest.mark.parametrize("variant", [v for v, row in ROWS.items() if row.dataset == "binarized_mnist"])
