@@ -26,6 +26,7 @@ from pathlib import Path
 from repro.config import (DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig,
                           SyntheticConfig, TrainConfig)
 from repro.records import RECORDS_DIR, describe_commits, load_records
+from repro.registry import get_paper
 
 DATASETS = ("ptb", "synthetic")
 SCALES = ("smoke", "cpu", "paper")
@@ -269,14 +270,16 @@ def scale_of(preset: str) -> str:
     return preset.rsplit("-", 1)[-1]
 
 
-# Z-Forcing's KL is not a rate against an x-independent prior, so it bounds no mutual information.
-CONDITIONAL_PRIOR_NOTE = (
-    "Reading the per-step-latent rows (goyal2017_zforcing): their KL is against the prior "
-    "p(z_t | h_{t-1}), which has read the past words and can follow the posterior, so it measures "
-    "what z adds beyond the past, and it bounds no mutual information. MI and AU measure how much "
-    "the posterior's z (the whole sequence z_1..z_T) varies with x, "
-    "so MI above KL and active units at KL near 0 are expected there: for these rows, KL is the "
-    "collapse signal.")
+def reading_notes(records: list[dict]) -> list[str]:
+    """The reading notes of the variants in `records`, one paragraph per distinct note, naming
+    the methods it is about."""
+    methods_by_note: dict[str, list[str]] = {}
+    for name in sorted({method_name(r) for r in records}):
+        paper, variant = name.split("/", 1)
+        note = get_paper(paper).variant(variant).reading_note
+        if note:
+            methods_by_note.setdefault(note, []).append(name)
+    return [f"Reading {', '.join(names)}: {note}" for note, names in methods_by_note.items()]
 
 
 def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
@@ -289,7 +292,7 @@ def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
                   f"batch {proto.data.batch_size}; IW-NLL K = {proto.eval.iw_samples}, MI pool "
                   f"`{proto.eval.mi_pool}`, AU threshold {proto.eval.au_threshold}. "
                   f"Reductions: {proto.reductions}.", ""]
-    lines += [CONDITIONAL_PRIOR_NOTE, ""]
+    lines += [line for note in reading_notes(records) for line in (note, "")]
     samples = {m: metric_samples(records, m) for m in SUMMARY_METRICS}
     # Ties (the same model reached by two papers' presets) fall back to the name, so the table
     # does not depend on the set's hash order.

@@ -51,6 +51,9 @@ class Variant:
     # False for a row that only the benchmark runs (no row in the paper's table): `repro
     # reproduce` skips it.
     in_paper_table: bool = True
+    # How to read this variant's metrics beside other methods' (printed once under any
+    # cross-method table that holds it), where a shared column means something else for it.
+    reading_note: str = ""
 
 
 @dataclass

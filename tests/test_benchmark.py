@@ -100,6 +100,20 @@ def test_methods_tied_on_nll_are_listed_by_name(tmp_path):
     assert rows == sorted(names)
 
 
+def test_a_variants_reading_note_is_printed_once_and_only_where_it_is_benchmarked(tmp_path):
+    """Z-Forcing's KL is against a conditional prior: its note goes under a table that holds its
+    rows, once for all of them, and not under one that does not."""
+    note = resolve("goyal2017_zforcing", "ptb-zforcing", "smoke")[0].reading_note
+    assert "p(z_t | h_{t-1})" in note
+    _write(tmp_path, _record("bowman2016/vae", 0, 110.0, 0.0))
+    assert note not in benchmark.render("ptb", tmp_path)
+    for variant in ("ptb-zforcing", "ptb-srnn"):
+        _write(tmp_path, _record(f"goyal2017_zforcing/{variant}", 0, 105.0, 1.0))
+    text = benchmark.render("ptb", tmp_path)
+    assert text.count(note) == 1
+    assert ("Reading goyal2017_zforcing/ptb-srnn, goyal2017_zforcing/ptb-zforcing: " + note) in text
+
+
 def test_repro_table_writes_and_checks_the_benchmark(tmp_path):
     history = [{"epoch": 1, "step": 10, "val/kl": 1.0, "val/au": 2},
                {"epoch": 2, "step": 20, "val/kl": 2.0, "val/au": 3}]
