@@ -5,6 +5,10 @@ config (a dataclass subclassing `ModelConfig`), so every paper keeps its hyper-p
 one place while the trainer and the evaluation read the shared sections (data, optim, train,
 eval). Numeric fields may declare a valid range in their metadata (`bounded(...)`); `validate`
 checks every section, so a negative rate or a zero latent size is refused before training.
+
+A field added to a section must default to the behaviour the code had before it: a run record
+written earlier then still names its experiment exactly (`from_dict` fills the default in), and
+`repro sweep` does not retrain it.
 """
 from __future__ import annotations
 

@@ -97,14 +97,19 @@ def make_jobs(paper: str, variants: Iterable[str] | None, seeds: Iterable[int], 
 
 
 def is_finished(job: Job, records_dir: Path) -> bool:
-    """The job's record exists and was written by the same config (whatever the thread count)."""
+    """The job's record exists and was written by the same config (whatever the thread count).
+    A key added to the config since the record was written counts at its default, which by the
+    config's rule keeps the earlier behaviour; a key since removed makes the record stale."""
     from repro.records import record_path
+    from repro.registry import get_paper
     path = record_path(records_dir, job.paper, job.variant, job.preset, job.seed)
     try:
         stored = json.loads(path.read_text())["config"]
-    except (OSError, ValueError, KeyError):
+        model_config = get_paper(job.paper).variant(job.variant).model_config
+        current_schema = RunConfig.from_dict(stored, model_config).to_dict()
+    except (OSError, ValueError, KeyError, TypeError):   # ConfigError is a ValueError
         return False
-    return config_hash(stored) == job.config_hash
+    return config_hash(current_schema) == job.config_hash
 
 
 @dataclass

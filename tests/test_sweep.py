@@ -13,8 +13,8 @@ import pytest
 
 from repro.cli import main
 from repro.config import ConfigError
-from repro.sweep import (Job, Outcome, absolute_tracking_uri, config_hash, local_threads,
-                         make_jobs, run_sweep)
+from repro.sweep import (Job, Outcome, absolute_tracking_uri, config_hash, is_finished,
+                         local_threads, make_jobs, run_sweep)
 
 PAPER, VARIANT = "bowman2016", "vae"   # the cheapest smoke run with a latent: seconds
 
@@ -61,6 +61,31 @@ def test_make_jobs_is_the_grid_once_each_and_refuses_unknown_variants():
     assert {j.variant for j in make_jobs(PAPER, None, [0], "smoke")} >= {"rnnlm", "vae"}
     with pytest.raises(ConfigError):
         make_jobs(PAPER, ["no-such-variant"], [0], "smoke")
+
+
+def _write_record_config(tmp_path: Path, config: dict) -> None:
+    path = record_file(tmp_path, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": config}))
+
+
+def test_a_record_from_before_a_key_was_added_is_still_finished_at_the_keys_default(tmp_path):
+    """Records written before `eval.mc_samples` existed must not be retrained by the next sweep;
+    one whose stored value differs from the job's, or that holds a key since removed, is."""
+    job = Job(PAPER, VARIANT, "smoke", 0)
+    config = job.config().to_dict()
+    older = json.loads(json.dumps(config))
+    del older["eval"]["mc_samples"], older["data"]["max_context"]
+    _write_record_config(tmp_path, older)
+    assert is_finished(job, tmp_path / "records")
+    changed = json.loads(json.dumps(config))
+    changed["eval"]["mc_samples"] += 1
+    _write_record_config(tmp_path, changed)
+    assert not is_finished(job, tmp_path / "records")
+    removed = json.loads(json.dumps(config))
+    removed["eval"]["a_key_no_longer_there"] = 1
+    _write_record_config(tmp_path, removed)
+    assert not is_finished(job, tmp_path / "records")
 
 
 def test_pool_workers_times_threads_never_exceed_the_cores():
