@@ -385,6 +385,8 @@ def run_from_args(args) -> int:
                                              args.overrides),
                           records_root(args.dataset, records), experiment=proto.experiment,
                           title=f"benchmark {args.dataset} ({proto.preset})")
+    if args.plan:
+        return code
     written = tables.write_all(records, records.parent)
     for path in written:
         print(f"wrote {path}")

@@ -112,6 +112,64 @@ def is_finished(job: Job, records_dir: Path) -> bool:
     return config_hash(current_schema) == job.config_hash
 
 
+def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:
+    """What a sweep would do with `job`: skip it, continue or restart its checkpoint, or run it."""
+    from repro.records import record_path
+    from repro.runs import run_status
+    from repro.train import TrainError, load_checkpoint, run_dir_for
+    if is_finished(job, records_dir):
+        return "finished: skipped"
+    run_dir = run_dir_for(job.config(), runs_dir)
+    status = run_status(run_dir) if run_dir.is_dir() else None
+    if status and status.status == "running":
+        return "running in another process: this sweep's attempt fails as busy"
+    if status and status.status == "interrupted":
+        try:
+            same = config_hash(json.loads(load_checkpoint(run_dir / "last.pt", "cpu")["config"])) \
+                == job.config_hash
+        except (TrainError, KeyError, ValueError):
+            same = False
+        where = f"checkpoint at epoch {status.epoch}/{status.epochs}"
+        if not same:
+            return f"{where} from another config: {'--resume stops with an error' if resume else 'restarts'}"
+        return f"{where}: {'resumes' if resume else 'restarts from scratch (add --resume to continue it)'}"
+    if record_path(records_dir, job.paper, job.variant, job.preset, job.seed).is_file():
+        return "to run again: its record was written by another config"
+    return "to run"
+
+
+def earlier_wall_time(job: Job, records_dir: Path) -> tuple[float, int] | None:
+    """Mean wall time of the records of `job`'s variant and preset at any seed, and how many."""
+    from repro.records import record_path
+    pattern = record_path(records_dir, job.paper, job.variant, job.preset, 0).name.replace("seed0", "seed*")
+    times = []
+    for path in record_path(records_dir, job.paper, job.variant, job.preset, 0).parent.glob(pattern):
+        try:
+            times.append(float(json.loads(path.read_text())["wall_time_s"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return (sum(times) / len(times), len(times)) if times else None
+
+
+def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool) -> list[str]:
+    """`--plan`: each job's state and what earlier records of its row took, run nothing. The
+    times are the records' own, at whatever threads and load they ran under: a guide, no promise."""
+    rows, todo, known_s, unknown = [], 0, 0.0, 0
+    for job in jobs:
+        state = job_state(job, records_dir, runs_dir, resume)
+        earlier = earlier_wall_time(job, records_dir)
+        cost = f"{earlier[0] / 60:.0f} min per run in {earlier[1]} record(s)" if earlier else "no record yet"
+        rows.append(f"  {job.name}: {state} [{cost}]")
+        if not state.startswith(("finished", "running")):
+            todo += 1
+            known_s += earlier[0] if earlier else 0.0
+            unknown += not earlier
+    return ([f"plan: {len(jobs)} jobs, {len(jobs) - todo} finished or running elsewhere, {todo} to run"]
+            + rows
+            + [f"plan: the {todo - unknown} to run with earlier records took {known_s / 3600:.1f} h "
+               f"of wall time between them; {unknown} have none to go by"])
+
+
 @dataclass
 class Outcome:
     """What one attempt at a job gave: a record, or the error that stopped it."""
@@ -346,6 +404,9 @@ def _attempt(jobs: list[Job], engine: Engine, log: Callable[[str], None]) -> Ite
 
 def add_arguments(parser) -> None:
     """`repro sweep` options beyond paper, variants, seeds and the run options `train` has."""
+    parser.add_argument("--plan", action="store_true",
+                        help="print what would run (finished, to resume, to run) and what earlier "
+                             "records of each row took; run nothing")
     parser.add_argument("--engine", choices=sorted(ENGINES), default="local",
                         help="local: a process pool here; ray: Ray tasks; slurm: submitit")
     parser.add_argument("--jobs", type=int, default=None,
@@ -377,6 +438,10 @@ def run_jobs(args, plan: Callable[[], list[Job]], records_dir: Path, experiment:
     """Run the jobs `plan` gives on the engine `args` names (the `repro sweep` options), records to
     `records_dir`, MLflow runs to `experiment`; `repro sweep` and `repro benchmark` share it."""
     from repro.train import raise_keyboard_interrupt
+    if args.plan:
+        print("\n".join(plan_lines(plan(), Path(records_dir).resolve(), Path(args.runs_dir).resolve(),
+                                   args.resume)))
+        return 0
     previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         if args.engine in ENGINE_MODULES:   # before planning: a missing engine is not a fallback

@@ -177,3 +177,15 @@ def test_benchmark_command_runs_seeds_writes_table_and_one_mlflow_experiment(
     capsys.readouterr()
     assert main(argv + ["--no-mlflow"]) == 0
     assert "4 already finished, 0 to run" in capsys.readouterr().out
+
+
+def test_benchmark_plan_lists_every_method_and_seed_and_writes_nothing(tmp_path, capsys):
+    from repro.cli import main
+    records = tmp_path / "results" / "records"
+    assert main(["benchmark", "synthetic", "--scale", "smoke", "--plan", "--no-mlflow",
+                 "--runs-dir", str(tmp_path / "runs"), "--records-dir", str(records)]) == 0
+    out = capsys.readouterr().out
+    count = len(benchmark.methods()) * 3
+    assert f"plan: {count} jobs, 0 finished or running elsewhere, {count} to run" in out
+    assert "bowman2016/vae/benchmark-synthetic-smoke/seed2: to run [no record yet]" in out
+    assert not any(tmp_path.rglob("*"))

@@ -287,3 +287,27 @@ def test_slurm_sweep_through_submitits_local_executor(tmp_path, capsys):
         assert int(job_id) != os.getpid()   # a process submitit started, not this one
         assert record_file(tmp_path, seed).is_file()
         assert list((tmp_path / "runs" / "submitit").glob(f"{job_id}_*_log.out"))
+
+
+def test_plan_names_each_jobs_state_and_cost_and_runs_nothing(tmp_path, capsys):
+    assert main(sweep_argv(tmp_path, "--jobs", "1", "--no-mlflow")) == 0
+    # Seed 1 as if killed after its last epoch, before its record: an interrupted checkpoint.
+    record_file(tmp_path, 1).unlink()
+    (tmp_path / "runs" / PAPER / VARIANT / "smoke" / "seed1" / "record.json").unlink()
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    assert main(sweep_argv(tmp_path, "--plan", "--resume", seeds=("0", "1", "2"))) == 0
+    out = capsys.readouterr().out
+    assert "plan: 3 jobs, 1 finished or running elsewhere, 2 to run" in out
+    assert re.search(r"seed0: finished: skipped \[\d+ min per run in 1 record\(s\)\]", out)
+    assert "seed1: checkpoint at epoch 1/1: resumes" in out
+    assert "seed2: to run [" in out
+    assert "the 2 to run with earlier records took" in out and "0 have none to go by" in out
+
+    assert main(sweep_argv(tmp_path, "--plan", "--set", "optim.lr=0.002", seeds=("0", "1"))) == 0
+    out = capsys.readouterr().out
+    assert "seed0: to run again: its record was written by another config" in out
+    assert "seed1: checkpoint at epoch 1/1 from another config: restarts" in out
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before   # nothing trained, written or removed

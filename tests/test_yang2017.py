@@ -183,7 +183,7 @@ def test_smoke_reproduction(variant, tmp_path):
 # --- the claims, on the records of the real (cpu, PTB-for-Yahoo) run ----------------------------
 # A record still to be run skips its claim (`required=False`); a committed one is required. The cpu
 # table is run a few variants per session (results/README.md lists what is left).
-COMMITTED = {"lstm-vae", "lcnn-vae-init", "lcnn-lm", "lcnn-vae", "lstm-vae-init", "scnn-vae"}
+COMMITTED = {"lstm-vae", "lcnn-vae-init", "lcnn-lm", "lcnn-vae", "lstm-vae-init", "scnn-vae", "mcnn-vae", "vlcnn-vae"}
 
 
 def cpu(variant: str) -> dict:
@@ -226,8 +226,12 @@ def test_real_run_z_improves_the_likelihood_of_the_same_cnn_decoder(variant):
     assert cpu(variant)["test/nll"] < cpu("lcnn-lm")["test/nll"]
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "not reproduced at cpu scale (one seed): test KL is SCNN 0.97, MCNN 0.90, LCNN 0.94, VLCNN "
+    "0.92 nats, a 0.07-nat spread with no order; every CNN decoder keeps about one nat in z"))
 def test_real_run_kl_grows_as_the_receptive_field_shrinks():
     """The card's expected pattern (unverified): a shorter decoder context pushes more
-    information into z, so KL falls from SCNN to VLCNN."""
+    information into z, so KL falls from SCNN to VLCNN. Written before the records; strict, so
+    that a record set in which the pattern does hold fails here and gets this mark removed."""
     kl = [cpu(f"{decoder}-vae")["test/kl"] for decoder in CNNS]
     assert kl[0] > kl[-1] and kl == sorted(kl, reverse=True), kl
