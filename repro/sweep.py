@@ -141,9 +141,9 @@ def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:
 def earlier_wall_time(job: Job, records_dir: Path) -> tuple[float, int] | None:
     """Mean wall time of the records of `job`'s variant and preset at any seed, and how many."""
     from repro.records import record_path
-    pattern = record_path(records_dir, job.paper, job.variant, job.preset, 0).name.replace("seed0", "seed*")
+    seed0 = record_path(records_dir, job.paper, job.variant, job.preset, 0)
     times = []
-    for path in record_path(records_dir, job.paper, job.variant, job.preset, 0).parent.glob(pattern):
+    for path in seed0.parent.glob(seed0.name.replace("__seed0.json", "__seed*.json")):
         try:
             times.append(float(json.loads(path.read_text())["wall_time_s"]))
         except (OSError, ValueError, KeyError, TypeError):
