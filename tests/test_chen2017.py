@@ -394,9 +394,9 @@ def test_smoke_reproduction(variant, tmp_path, monkeypatch, cached_corpora):
 # --- the claims, on the records of the real (cpu) run ------------------------------------------
 # A record still to be run skips its claim; a committed one is required (`COMMITTED`). The cpu
 # table is run a few rows per session (results/README.md lists what is left). Every bar below was
-# written before its records existed.
+# written before its records existed, except where its docstring says otherwise.
 COMMITTED = {"mnist-unconditional", "mnist-vlae", "mnist-local-gauss", "mnist-gauss", "mnist-af",
-             "static-af", "static-iaf", "mnist-iaf"}
+             "static-af", "static-iaf", "mnist-iaf", "static-vlae"}
 
 
 def cpu(variant: str) -> dict:
@@ -440,6 +440,43 @@ def test_real_run_af_prior_matches_or_beats_the_equivalent_iaf_posterior_on_stat
     still fails if the AF prior loses clearly. Written before the static-iaf record."""
     af, iaf = cpu("static-af"), cpu("static-iaf")
     assert af["test/nll"] < iaf["test/nll"] + 0.5, (af["test/nll"], iaf["test/nll"])
+
+
+def test_real_run_vlae_beats_the_factorised_decoder_with_the_same_prior_on_static_mnist():
+    """Section 4.2 (verified): on static MNIST the VLAE (79.03) is below the AF-prior VAE with the
+    factorised decoder (79.30). Written after the static-vlae record (82.06 against 85.49), so
+    its bar is the paper's ordering only, with no margin chosen from our numbers."""
+    assert cpu("static-vlae")["test/nll"] < cpu("static-af")["test/nll"]
+
+
+# PTB (the card's text adaptation, no paper target). Written before any PTB record existed.
+def test_real_run_text_vlae_puts_information_in_z_that_its_window_decoder_cannot_model():
+    """The card's first text outcome: a decoder that sees only the last 4 tokens leaves the
+    sentence-level structure to z, so the AF-prior VAE keeps over a nat and at least two active
+    units, and its IW-NLL (an upper bound) is below the exact NLL of the same decoder alone."""
+    vlae, alone = cpu("ptb-local4-af"), cpu("ptb-local4-lm")
+    assert vlae["test/kl"] > 1.0 and vlae["test/au"] >= 2, (vlae["test/kl"], vlae["test/au"])
+    assert vlae["test/nll"] < alone["test/nll"], (vlae["test/nll"], alone["test/nll"])
+
+
+def test_real_run_text_af_prior_matches_or_beats_the_gaussian_prior_with_a_window_decoder():
+    """The card's second text outcome: the AF prior gives a slightly better NLL than N(0, I) with
+    the same window-4 decoder. "Slightly" is below what one seed per row resolves, so, as for
+    static MNIST, the AF row may be up to half a nat worse; a clear loss fails."""
+    af, gauss = cpu("ptb-local4-af"), cpu("ptb-local4-gauss")
+    assert af["test/nll"] < gauss["test/nll"] + 0.5, (af["test/nll"], gauss["test/nll"])
+
+
+def test_real_run_text_window_decoder_keeps_more_in_z_than_the_unrestricted_lstm():
+    """The ablation's direction on text: the full-history LSTM decoder can model a sentence
+    without z and pays less KL for it than the window-4 decoder, both under the AF prior."""
+    assert cpu("ptb-local4-af")["test/kl"] > cpu("ptb-af")["test/kl"]
+
+
+def test_real_run_text_kl_falls_as_the_decoder_window_grows():
+    """The card's 'smaller w, larger KL' over the window sweep w = 2, 4, 8 (AF prior)."""
+    kls = [cpu(f"ptb-local{w}-af")["test/kl"] for w in sorted(WINDOWS)]
+    assert kls == sorted(kls, reverse=True), dict(zip(sorted(WINDOWS), kls))
 
 
 @pytest.mark.parametrize("variant", [v for v, row in ROWS.items() if row.dataset == "binarized_mnist"])
