@@ -55,7 +55,7 @@ from typing import Any, Iterable
 import torch
 from tqdm import tqdm
 
-from repro.config import EvalConfig
+from repro.config import ConfigError, EvalConfig
 from repro.nn.distributions import DiagonalGaussian, has_analytic_kl
 
 METRIC_NAMES = ("nll", "elbo", "kl", "mi", "au")
@@ -81,6 +81,20 @@ class EvalResult:
         return {f"{prefix}/{name}": value for name, value in self.metrics.items()}
 
 
+def cpu_has_bf16() -> bool:
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def require_bf16_support(device: torch.device) -> None:
+    """Refuse bf16 autocast up front where it would fail mid-run: on a CPU without native bf16
+    (no AVX-512 bf16 or AMX) oneDNN has no bf16 LSTM kernel, and the first LSTM call raises."""
+    if device.type == "cpu" and not cpu_has_bf16():
+        raise ConfigError(
+            "bf16 autocast needs a CPU with native bf16 (AVX-512 bf16 or AMX); this one has "
+            f"{torch.backends.cpu.get_cpu_capability()}. Set train.bf16=false and eval.bf16=false "
+            "(or bf16=False), or run on a GPU.")
+
+
 def evaluate(model, batches: Iterable, metrics: Iterable[str] | None = None, *,
              iw_samples: int = 500, iw_chunk: int = 100, mi_pool: str = "dataset",
              au_threshold: float = 0.01, mc_samples: int = 100, seed: int = 0,
@@ -102,6 +116,8 @@ def evaluate(model, batches: Iterable, metrics: Iterable[str] | None = None, *,
     if device is not None:
         model.to(device)
     device = torch.device(device) if device is not None else _model_device(model)
+    if bf16:
+        require_bf16_support(device)
     run = _Evaluation(model, wanted, device, iw_samples=iw_samples, iw_chunk=iw_chunk,
                       mi_pool=mi_pool, mc_samples=mc_samples, seed=seed, bf16=bf16)
     was_training = model.training

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from repro import records
 from repro.config import RunConfig, experiment_identity, flatten, validate
 from repro.data import load_corpus
-from repro.evaluate import evaluate_corpus
+from repro.evaluate import evaluate_corpus, require_bf16_support
 from repro.registry import get_paper
 from repro.tracking import Tracker
 
@@ -194,6 +194,8 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
     started = time.time()
     commit = records.git_commit()
     device = pick_device(cfg.train.device)
+    if cfg.train.bf16 or cfg.eval.bf16:
+        require_bf16_support(device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)

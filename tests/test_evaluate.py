@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch import distributions as D
 
-from repro.config import EvalConfig
+from repro.config import ConfigError, EvalConfig
 from repro.data.text import TextBatch, TextCorpus, TextSplit, Vocab
-from repro.evaluate import EvalResult, evaluate, evaluate_corpus
+from repro.evaluate import EvalResult, cpu_has_bf16, evaluate, evaluate_corpus
 from repro.model import LanguageModel, LatentVariableModel
 from repro.nn.distributions import DiagonalGaussian, StandardNormal
 
@@ -322,6 +322,10 @@ def test_generator_input_and_global_rng_untouched():
     assert from_generator.metrics == from_list.metrics
 
 
+needs_cpu_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 (AVX-512 bf16 or AMX)")
+
+
+@needs_cpu_bf16
 def test_bf16_autocast_stays_close_and_is_recorded():
     model = LinearGaussian(dtype=torch.float32, encoder="shifted")
     x = model.sample_x(64)
@@ -452,3 +456,10 @@ def test_evaluate_corpus_takes_a_prefix_and_records_options():
     assert close(result.metrics["nll"], expected_nll, 1e-12)
     assert result.options["max_examples"] == 5 and result.options["batch_size"] == 2
     assert isinstance(result, EvalResult)
+
+
+def test_bf16_is_refused_with_a_clear_error_on_a_cpu_without_bf16_kernels(monkeypatch):
+    monkeypatch.setattr("repro.evaluate.cpu_has_bf16", lambda: False)
+    model = LinearGaussian(dtype=torch.float32, encoder="shifted")
+    with pytest.raises(ConfigError, match="native bf16"):
+        evaluate(model, batches_of(model.sample_x(8), 4), ["nll"], iw_samples=2, bf16=True)

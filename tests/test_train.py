@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from repro import train as train_mod
-from repro.config import apply_overrides
+from repro.config import ConfigError, apply_overrides
 from repro.models import TextVAE
 from repro.registry import resolve
 
@@ -136,3 +136,14 @@ def test_only_selectable_epochs_choose_the_best_checkpoint(tmp_path, monkeypatch
     assert not (result.run_dir / "best.pt").exists()
     assert result.record["train"]["best_epoch"] is None
     assert result.record["train"]["final_checkpoint"] == "last"
+
+
+@pytest.mark.parametrize("flag", ["train.bf16=true", "eval.bf16=true"])
+def test_bf16_on_a_cpu_without_bf16_kernels_fails_before_training(tmp_path, monkeypatch, flag):
+    # oneDNN's LSTM raises on such a CPU at its first bf16 call: mid-epoch for train.bf16, after
+    # the whole training for eval.bf16
+    monkeypatch.setattr("repro.evaluate.cpu_has_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="train.bf16=false and eval.bf16=false"):
+        train_mod.train(_cfg("train.epochs=1", "train.device=cpu", flag), runs_root=tmp_path,
+                        records_root=None, track=False, progress=False)
+    assert not list(tmp_path.rglob("*.pt"))
