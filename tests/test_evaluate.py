@@ -17,7 +17,7 @@ from torch import distributions as D
 
 from repro.config import ConfigError, EvalConfig
 from repro.data.text import TextBatch, TextCorpus, TextSplit, Vocab
-from repro.evaluate import EvalResult, cpu_has_bf16, evaluate, evaluate_corpus
+from repro.evaluate import EvalResult, evaluate, evaluate_corpus
 from repro.model import LanguageModel, LatentVariableModel
 from repro.nn.distributions import DiagonalGaussian, StandardNormal
 
@@ -322,10 +322,7 @@ def test_generator_input_and_global_rng_untouched():
     assert from_generator.metrics == from_list.metrics
 
 
-needs_cpu_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 (AVX-512 bf16 or AMX)")
-
-
-@needs_cpu_bf16
+@pytest.mark.needs_cpu_bf16
 def test_bf16_autocast_stays_close_and_is_recorded():
     model = LinearGaussian(dtype=torch.float32, encoder="shifted")
     x = model.sample_x(64)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from repro.data.text import TextSplit, Vocab, bucketed_batches
-from repro.evaluate import cpu_has_bf16, evaluate
+from repro.evaluate import evaluate
 from repro.models import TextVAE, TextVAEConfig
 from repro.nn.text import OutputLayer
 
@@ -114,7 +114,7 @@ def small_checkpoint():
     return _train_small_checkpoint()
 
 
-@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 (AVX-512 bf16 or AMX)")
+@pytest.mark.needs_cpu_bf16
 def test_bf16_evaluation_moves_test_nll_by_under_a_tenth_of_a_percent(small_checkpoint):
     model, batches = small_checkpoint
     fp32 = evaluate(model, batches, ("nll",), iw_samples=50, iw_chunk=25, seed=3)
