@@ -81,8 +81,14 @@ def hardware(device: torch.device) -> dict:
 
 
 def versions() -> dict:
-    import mlflow
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "mlflow": mlflow.__version__}
+    """Versions of what the run used; MLflow's is read from package metadata, so a run with
+    tracking off (`--no-mlflow`) on a machine without MLflow still writes its record."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        mlflow_version = version("mlflow")
+    except PackageNotFoundError:
+        mlflow_version = None
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "mlflow": mlflow_version}
 
 
 def record_path(root: Path, paper: str, variant: str, preset: str, seed: int) -> Path:

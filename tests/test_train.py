@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -98,6 +99,25 @@ def test_record_has_what_a_reader_needs(tmp_path):
         assert metric in rec["metrics"]
     assert rec["eval"]["iw_samples"] == 4
     assert (result.run_dir / "training.png").is_file() and (result.run_dir / "samples.txt").is_file()
+
+
+def test_a_run_without_mlflow_installed_still_writes_its_record(tmp_path, monkeypatch):
+    """A GPU host may lack MLflow: with tracking off the record is written and says so."""
+    import importlib.metadata as metadata
+
+    real_version = metadata.version
+
+    def no_mlflow(name):
+        if name == "mlflow":
+            raise metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(metadata, "version", no_mlflow)
+    monkeypatch.setitem(sys.modules, "mlflow", None)          # `import mlflow` now fails
+    result = train_mod.train(_cfg("train.epochs=1"), runs_root=tmp_path, records_root=tmp_path / "rec",
+                             track=False, progress=False)
+    versions = json.loads(result.record_path.read_text())["versions"]
+    assert versions["mlflow"] is None and versions["torch"] == torch.__version__
 
 
 def test_the_commit_in_records_is_read_once_per_process(monkeypatch):
