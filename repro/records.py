@@ -31,7 +31,9 @@ def _read_commit() -> str:
                                capture_output=True, text=True, check=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        # A copy of the tree without .git (a lent GPU, a cluster node given an export) is told
+        # its commit by whoever copied it; otherwise nothing can vouch for the code.
+        return os.environ.get("REPRO_COMMIT", "unknown")
 
 
 _PROCESS_COMMIT = _read_commit()

@@ -132,6 +132,19 @@ def test_the_commit_in_records_is_read_once_per_process(monkeypatch):
     assert records.git_commit() == first and len(first.split("+")[0]) == 40
 
 
+def test_a_tree_without_git_takes_its_commit_from_repro_commit(monkeypatch):
+    from repro import records
+
+    def no_git(*args, **kwargs):
+        raise OSError("git: not found")
+
+    monkeypatch.setattr(records.subprocess, "run", no_git)
+    monkeypatch.delenv("REPRO_COMMIT", raising=False)
+    assert records._read_commit() == "unknown"
+    monkeypatch.setenv("REPRO_COMMIT", "f" * 40)
+    assert records._read_commit() == "f" * 40
+
+
 def test_only_selectable_epochs_choose_the_best_checkpoint(tmp_path, monkeypatch):
     """A model that calls only its first epoch selectable gets that epoch tested, though later
     ones score better; one that calls none has its last parameters tested, and says so."""
