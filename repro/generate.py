@@ -29,7 +29,12 @@ def decode(model, z: torch.Tensor, max_len: int = 30, sample: bool = False,
         hidden, state = decoder.hidden_states(_feed(model, token), z.unsqueeze(0), state)
         logits = decoder.out.logits(hidden[:, -1])
         if sample:
-            token = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)
+            # Drawn where the generator lives (the CPU for `qualitative`), so a seed gives the
+            # same sentences on every device; one row of probabilities per sentence is cheap to move.
+            probs = torch.softmax(logits, -1)
+            if generator is not None:
+                probs = probs.to(generator.device)
+            token = torch.multinomial(probs, 1, generator=generator).to(z.device)
         else:
             token = logits.argmax(-1, keepdim=True)
         out.append(token)
