@@ -13,7 +13,9 @@ from repro.evaluate import cpu_has_bf16
 torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-os.environ.setdefault("REPRO_DATA_DIR", str(SHARED_DATA))
+# Absolute, since the README's command gives a relative path and some tests start trainings
+# in child processes whose working folder is elsewhere.
+os.environ["REPRO_DATA_DIR"] = str(Path(os.environ.get("REPRO_DATA_DIR") or SHARED_DATA).resolve())
 
 
 def pytest_collection_modifyitems(items):
