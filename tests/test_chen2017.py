@@ -398,7 +398,7 @@ def test_smoke_reproduction(variant, tmp_path, monkeypatch, cached_corpora):
 COMMITTED = {"mnist-unconditional", "mnist-vlae", "mnist-local-gauss", "mnist-gauss", "mnist-af",
              "static-af", "static-iaf", "mnist-iaf", "static-vlae", "ptb-local4-af",
              "ptb-local4-gauss", "ptb-local4-lm", "ptb-local2-af", "ptb-af", "ptb-local8-af",
-             "ptb-gauss", "ptb-iaf"}
+             "ptb-gauss", "ptb-iaf", "mnist-unrestricted-af"}
 
 
 def cpu(variant: str) -> dict:
