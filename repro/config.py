@@ -88,6 +88,7 @@ class EvalConfig:
     au_threshold: float = bounded(0.01, lo=0.0)
     mc_samples: int = bounded(100, lo=1)             # MC draws for non-Gaussian KL and posterior means
     max_examples: int | None = bounded(None, lo=1)   # evaluate a prefix only (reduced runs)
+    mi_au_whole_split: bool = False                  # MI and AU on the whole split even so
     bf16: bool = False
 
 

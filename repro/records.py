@@ -57,6 +57,17 @@ def describe_commits(records: list[dict]) -> str:
     return text
 
 
+def mi_scoring(record: dict) -> str | None:
+    """How the record's MI was scored -- estimator, pool and pool size, e.g. `paired, dataset
+    pool of 3761` -- or None if it has none. Records from before `mi_estimator` was recorded
+    used He et al.'s analytic entropy term (`repro.evaluate`, `mi`)."""
+    ev = record.get("eval", {})
+    if "mi" not in ev.get("metrics", ()):
+        return None
+    return (f"{ev.get('mi_estimator', 'analytic')}, {ev.get('mi_pool', '?')} pool of "
+            f"{ev.get('mi_pool_size', '?')}")
+
+
 def rescore_record(run_dir: Path, metrics: dict, eval_options: dict, eval_config: dict,
                    wall_time_s: float, device: torch.device, root: Path = RECORDS_DIR) -> Path:
     """Replace the test metrics of the run's record (in `run_dir` and under `root`) with a new

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from repro import benchmark
 from repro.demo import NAME as DEMO
-from repro.records import RECORDS_DIR, describe_commits, load_records
+from repro.records import RECORDS_DIR, describe_commits, load_records, mi_scoring
 from repro.registry import Paper, load_papers
 
 RESULTS_DIR = Path("results")
@@ -91,7 +91,7 @@ def render(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
                              f"| {_fmt(ours)} | {diff} | {preset or '—'} | {len(recs)} | {status} |")
     lines += ["", "## Every metric of our runs (evaluation module, one protocol)", "",
               "| variant | preset | dataset | " + " | ".join(ALL_METRICS)
-              + " | K | MI pool | best epoch / epochs | train fraction | wall time (s) |",
+              + " | K | MI scoring | best epoch / epochs | train fraction | wall time (s) |",
               "|---|---|---|" + "---|" * len(ALL_METRICS) + "---|---|---|---|---|"]
     for (name, preset), recs in sorted(groups.items()):
         cells = [_fmt([v for v in (_metric(r, m) for r in recs) if v is not None]) for m in ALL_METRICS]
@@ -102,8 +102,8 @@ def render(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
         fraction = recs[0].get("config", {}).get("data", {}).get("train_fraction", "—")
         lines.append(f"| {name} | {preset} | {data} | " + " | ".join(cells)
                      + f" | {'exact' if ev.get('nll_estimator') == 'exact' else ev.get('iw_samples', '—')}"
-                     f" | {ev.get('mi_pool', '—')}"
-                     f" ({ev.get('mi_pool_size', '—')}) | {', '.join(map(str, epochs))} | {fraction}"
+                     f" | {'; '.join(sorted({mi_scoring(r) or '—' for r in recs}))}"
+                     f" | {', '.join(map(str, epochs))} | {fraction}"
                      f" | {wall} |")
     lines += ["", f"Records: {len(records)}; commits: {describe_commits(records)}.", ""]
     return "\n".join(lines)

@@ -355,7 +355,7 @@ def _resend_missing(tracker: Tracker, batches: list[tuple[dict, int]]) -> None:
 def _validation_eval(cfg):
     """Validation is the single-sample bound (cheap); importance sampling is for the test split."""
     from dataclasses import replace
-    return replace(cfg.eval, split="valid", iw_samples=1, iw_chunk=1)
+    return replace(cfg.eval, split="valid", iw_samples=1, iw_chunk=1, mi_au_whole_split=False)
 
 
 def _after_validation(cfg, optimizer, state, objective, model, best_path):

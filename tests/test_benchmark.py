@@ -114,6 +114,19 @@ def test_a_variants_reading_note_is_printed_once_and_only_where_it_is_benchmarke
     assert ("Reading goyal2017_zforcing/ptb-srnn, goyal2017_zforcing/ptb-zforcing: " + note) in text
 
 
+def test_a_table_whose_runs_scored_mi_differently_says_which_runs(tmp_path):
+    paired = {"split": "test", "metrics": ["nll", "mi"], "mi_estimator": "paired",
+              "mi_pool": "dataset", "mi_pool_size": 3761}
+    older = {"split": "test", "metrics": ["nll", "mi"], "mi_pool": "dataset", "mi_pool_size": 500}
+    for seed in (0, 1):
+        _write(tmp_path, {**_record("bowman2016/vae", seed, 110.0, 0.0), "eval": paired})
+    assert "not scored the same way" not in benchmark.render("ptb", tmp_path)
+    _write(tmp_path, {**_record("bowman2016/vae", 2, 110.0, 0.0), "eval": older})
+    assert ("MI was not scored the same way for every run, so its cells mix estimators or pools: "
+            "analytic, dataset pool of 500 (bowman2016/vae seed 2); paired, dataset pool of 3761 "
+            "(bowman2016/vae seed 0, bowman2016/vae seed 1).") in benchmark.render("ptb", tmp_path)
+
+
 def test_repro_table_writes_and_checks_the_benchmark(tmp_path):
     history = [{"epoch": 1, "step": 10, "val/kl": 1.0, "val/au": 2},
                {"epoch": 2, "step": 20, "val/kl": 2.0, "val/au": 3}]

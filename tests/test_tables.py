@@ -2,7 +2,7 @@ import json
 
 from repro import tables
 from repro.cli import main
-from repro.records import describe_commits
+from repro.records import describe_commits, mi_scoring
 from repro.registry import get_paper
 
 
@@ -31,6 +31,22 @@ def test_table_shows_paper_ours_gap_and_seed_spread(tmp_path):
     assert "| 101 |" in row and "102.00 ± 1.41" in row and "+1.00" in row
     assert "reduced scale (cpu preset)" in row and "| 2 |" in row
     assert "not run" not in row
+
+
+def test_every_metric_row_says_how_mi_was_scored(tmp_path):
+    """Records from before `mi_estimator` was recorded used the analytic entropy term."""
+    records = tmp_path / "records"
+    older = _record("vae", 0, 100.0)
+    older["eval"]["metrics"] = ["nll", "mi"]
+    paired = _record("vae-anneal-worddrop", 0, 100.0)
+    paired["eval"].update(metrics=["nll", "mi"], mi_estimator="paired")
+    for rec in (older, paired, _record("rnnlm", 0, 110.0)):
+        _write(records, rec)
+    rows = {line.split(" | ")[0][2:]: line for line in
+            tables.render(get_paper("bowman2016"), records).splitlines() if "| cpu | ptb |" in line}
+    assert "| analytic, dataset pool of 3761 |" in rows["vae"]
+    assert "| paired, dataset pool of 3761 |" in rows["vae-anneal-worddrop"]
+    assert mi_scoring(_record("rnnlm", 0, 110.0)) is None
 
 
 def test_check_fails_on_a_hand_edited_table(tmp_path):

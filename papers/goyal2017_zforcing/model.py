@@ -49,7 +49,7 @@ the given z. So the IW-NLL logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)
 over the whole sequence z_{1:T}, with the exact density of the proposal that drew it. MI uses
 `mi_pool="batch"` (the dataset pool would score N^2 sequences, and needs one length for all);
 over a whole sequence of latents it sits near its log M cap, so the per-step KL is the collapse
-signal. E_q log q for MI is a Monte Carlo mean over paths; E_q[z] for AU is the posterior mean
+signal. MI scores each example's own sampled path; E_q[z] for AU is the posterior mean
 mu_t averaged over paths. AU pools examples and steps, padded steps (mean 0) included: the
 interface carries no mask.
 

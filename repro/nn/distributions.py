@@ -43,10 +43,6 @@ class DiagonalGaussian:
     def mean(self, n_samples: int = 0) -> torch.Tensor:
         return self.mu
 
-    def expected_log_prob(self) -> torch.Tensor:
-        """E_q[log q(z)] per example (the negative entropy), `(B,)`; used by the MI estimator."""
-        return _sum_event(-0.5 * (1 + self.logvar + LOG_2PI), self.event_dims)
-
     def kl_per_dim(self, prior) -> torch.Tensor:
         """Analytic KL(q || prior) per latent dimension, `(B, *event)`."""
         if isinstance(prior, StandardNormal):
