@@ -286,3 +286,18 @@ def experiment_identity(config: dict) -> dict:
     for section, key in RESOURCE_KEYS:
         out.get(section, {}).pop(key, None)
     return out
+
+
+def resumes_as(stored: dict, cfg: RunConfig, model_config: type[ModelConfig]) -> bool:
+    """Whether a checkpoint written under the config dict `stored` continues the training `cfg`
+    asks for. Keys added since count at their defaults (which keep the earlier behaviour); the
+    thread count and the `eval` section do not count: the resumed run is scored under `cfg.eval`,
+    which its record then holds."""
+    try:
+        stored = RunConfig.from_dict(stored, model_config).to_dict()
+    except (ValueError, KeyError, TypeError):      # a key since removed: not the same training
+        return False
+    ours = experiment_identity(cfg.to_dict())
+    stored = experiment_identity(stored)
+    ours.pop("eval", None), stored.pop("eval", None)
+    return stored == ours

@@ -30,7 +30,7 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from repro.config import RunConfig, experiment_identity
+from repro.config import RunConfig, experiment_identity, resumes_as
 
 ENGINES_EXTRA = "pip install 'repro[sweep]'"
 
@@ -115,6 +115,7 @@ def is_finished(job: Job, records_dir: Path) -> bool:
 def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:
     """What a sweep would do with `job`: skip it, continue or restart its checkpoint, or run it."""
     from repro.records import record_path
+    from repro.registry import get_paper
     from repro.runs import run_status
     from repro.train import TrainError, load_checkpoint, run_dir_for
     if is_finished(job, records_dir):
@@ -125,8 +126,8 @@ def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:
         return "running in another process: this sweep's attempt fails as busy"
     if status and status.status == "interrupted":
         try:
-            same = config_hash(json.loads(load_checkpoint(run_dir / "last.pt", "cpu")["config"])) \
-                == job.config_hash
+            same = resumes_as(json.loads(load_checkpoint(run_dir / "last.pt", "cpu")["config"]),
+                              job.config(), get_paper(job.paper).variant(job.variant).model_config)
         except (TrainError, KeyError, ValueError):
             same = False
         where = f"checkpoint at epoch {status.epoch}/{status.epochs}"
@@ -264,6 +265,16 @@ def local_threads(parallel: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // max(parallel, 1))
 
 
+def run_in_pool_worker(job: Job, settings: WorkerSettings) -> Outcome:
+    """`run_job` in a local pool worker, which a stop (SIGTERM, Ctrl-C) ends once the trainer has
+    checkpointed and closed its run: the pool would otherwise hand the worker its next queued
+    job, and a stopped sweep would go on training."""
+    try:
+        return run_job(job, settings)
+    except KeyboardInterrupt:
+        os._exit(128 + signal.SIGTERM)
+
+
 def run_local(jobs: list[Job], settings: WorkerSettings, options: EngineOptions) -> Iterator[Outcome]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -271,7 +282,7 @@ def run_local(jobs: list[Job], settings: WorkerSettings, options: EngineOptions)
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=options.parallel, mp_context=context)
     try:
-        futures = {pool.submit(run_job, job, settings): job for job in jobs}
+        futures = {pool.submit(run_in_pool_worker, job, settings): job for job in jobs}
         for future in as_completed(futures):
             yield collect(future.result, futures[future])
     except BaseException:

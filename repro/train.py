@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from repro import records
-from repro.config import RunConfig, experiment_identity, flatten, validate
+from repro.config import RunConfig, flatten, resumes_as, validate
 from repro.data import load_corpus
 from repro.evaluate import evaluate_corpus, require_bf16_support
 from repro.registry import get_paper
@@ -209,9 +209,9 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
              "history": [], "mlflow_run_id": None, "wall_time_s": 0.0, "done": False}
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path, device)
-        if experiment_identity(json.loads(ckpt["config"])) != experiment_identity(cfg.to_dict()):
+        if not resumes_as(json.loads(ckpt["config"]), cfg, variant.model_config):
             raise TrainError(f"{last_path} was written by a different config; resume with the "
-                             "same overrides, or start afresh without --resume")
+                             "same overrides (eval.* may differ), or start afresh without --resume")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])

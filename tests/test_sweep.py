@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from repro import sweep
 from repro.cli import main
 from repro.config import ConfigError
 from repro.sweep import (Job, Outcome, absolute_tracking_uri, config_hash, is_finished,
@@ -209,31 +210,56 @@ def test_local_sweep_retries_a_failing_job_once_finishes_the_rest_and_resumes(tm
 
 
 @pytest.mark.slow
-def test_stopping_a_local_sweep_stops_its_workers(tmp_path):
+@pytest.mark.parametrize("stopped", ["driver", "process group"])
+def test_stopping_a_local_sweep_stops_its_workers(tmp_path, stopped):
+    """SIGTERM to the driver, or to its whole process group (`kill -- -PGID`, as a job runner
+    stops a background job): the worker stops its run and does not start the queued next job."""
     import signal
     import time
     lock = tmp_path / "runs" / PAPER / VARIANT / "smoke" / "seed0" / ".lock"
     driver = subprocess.Popen([sys.executable, "-m", "repro.cli",
                                *sweep_argv(tmp_path, "--jobs", "1", "--no-mlflow", "--set",
-                                           "train.epochs=10000", seeds=("0",))],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                           "train.epochs=10000", seeds=("0", "1"))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
     deadline = time.time() + 300
     while not (lock.is_file() and lock.read_text().startswith("pid")) and time.time() < deadline:
         time.sleep(0.5)
     worker = int(lock.read_text().split()[1])
     try:
         assert worker != driver.pid
-        driver.send_signal(signal.SIGTERM)
+        if stopped == "driver":
+            driver.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(driver.pid, signal.SIGTERM)
         driver.wait(timeout=120)
         deadline = time.time() + 60
         while _alive(worker) and time.time() < deadline:
             time.sleep(0.5)
         assert not _alive(worker), "the worker went on training after its sweep was stopped"
         assert not record_file(tmp_path, 0).exists()
+        assert not lock.parent.with_name("seed1").exists(), "the stopped worker started the next job"
     finally:   # a failing check must not leave a 10,000-epoch run behind
         for pid in (driver.pid, worker):
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_pool_worker_whose_job_is_stopped_leaves_rather_than_take_the_next_job(monkeypatch):
+    """The trainer turns SIGTERM into KeyboardInterrupt; a pool worker that survived it would be
+    handed the next queued job (whether one is queued by then is a race, hence this direct test)."""
+    import multiprocessing
+    import signal
+
+    def stopped(job, settings):
+        raise KeyboardInterrupt("signal 15")
+
+    monkeypatch.setattr(sweep, "run_job", stopped)
+    worker = multiprocessing.get_context("fork").Process(target=sweep.run_in_pool_worker,
+                                                         args=(None, None))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 128 + signal.SIGTERM
 
 
 def _alive(pid: int) -> bool:

@@ -68,6 +68,23 @@ def test_resume_refuses_a_different_config(tmp_path):
     torch.set_num_threads(1)
 
 
+def test_resume_takes_a_checkpoint_from_before_a_new_key_and_a_new_evaluation(tmp_path):
+    """A key added to the config since the checkpoint counts at its default, and eval.* may
+    differ: resuming continues the training and scores it under the current evaluation."""
+    first = train_mod.train(_cfg("train.epochs=1"), runs_root=tmp_path, records_root=None,
+                            track=False, progress=False)
+    last = first.run_dir / "last.pt"
+    ckpt = torch.load(last, weights_only=False)
+    stored = json.loads(ckpt["config"])
+    del stored["eval"]["mi_au_whole_split"]          # as written before the key existed
+    ckpt["config"] = json.dumps(stored)
+    torch.save(ckpt, last)
+    resumed = train_mod.train(_cfg("train.epochs=1", "eval.iw_samples=3"), runs_root=tmp_path,
+                              records_root=None, track=False, resume=True, progress=False)
+    assert resumed.record["train"]["epochs"] == 1
+    assert resumed.record["config"]["eval"]["iw_samples"] == resumed.record["eval"]["iw_samples"] == 3
+
+
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = _cfg()
     real_loss = TextVAE.loss
