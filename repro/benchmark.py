@@ -126,12 +126,15 @@ def with_shared_sizes(model: ModelConfig, proto: Protocol) -> ModelConfig:
     return dataclasses.replace(model, **{k: v for k, v in proto.shared_sizes().items() if k in names})
 
 
-def protocol_config(base: RunConfig, proto: Protocol) -> RunConfig:
-    """`base` (the method's own preset at the protocol's scale) under the protocol."""
+def protocol_config(base: RunConfig, proto: Protocol, latent_per_step: bool = False) -> RunConfig:
+    """`base` (the method's own preset at the protocol's scale) under the protocol. Per-step
+    latents have no dataset-wide aggregate posterior, so their MI is pooled per batch; the table
+    names the runs scored that way (`_mixed_mi_scoring`)."""
+    evaluation = dataclasses.replace(proto.eval, **({"mi_pool": "batch"} if latent_per_step else {}))
     return dataclasses.replace(
         base, preset=proto.preset, model=with_shared_sizes(base.model, proto),
         data=dataclasses.replace(proto.data), optim=dataclasses.replace(proto.optim),
-        train=dataclasses.replace(proto.train), eval=dataclasses.replace(proto.eval))
+        train=dataclasses.replace(proto.train), eval=evaluation)
 
 
 def presets_for(variant) -> dict:
@@ -139,7 +142,8 @@ def presets_for(variant) -> dict:
     (none for other variants). Kept apart from `variant.presets`, the paper's own."""
     if not variant.benchmark:
         return {}
-    return {proto.preset: (lambda proto=proto: protocol_config(variant.presets[proto.scale](), proto))
+    return {proto.preset: (lambda proto=proto: protocol_config(variant.presets[proto.scale](), proto,
+                                                               variant.latent_per_step))
             for proto in PROTOCOLS.values()}
 
 

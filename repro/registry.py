@@ -54,6 +54,9 @@ class Variant:
     # How to read this variant's metrics beside other methods' (printed once under any
     # cross-method table that holds it), where a shared column means something else for it.
     reading_note: str = ""
+    # One latent per time step, so sentences of different lengths have latents of different
+    # shapes: no aggregate posterior over the whole test set, and the benchmark pools MI per batch.
+    latent_per_step: bool = False
 
 
 @dataclass

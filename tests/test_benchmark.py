@@ -4,6 +4,7 @@ import math
 import pytest
 
 from repro import benchmark, tables
+from repro.cli import main
 from repro.config import ConfigError
 from repro.registry import resolve
 
@@ -64,6 +65,20 @@ def test_protocol_puts_shared_sizes_into_each_methods_own_preset():
     _, zf = resolve("goyal2017_zforcing", "ptb-zforcing-kla", proto.preset)
     assert (zf.model.hidden_size, zf.model.latent_size) == (256, 32)
     assert benchmark.scale_of(proto.preset) == "cpu"
+
+
+def test_per_step_latents_pool_mi_per_batch_and_still_score_several_batches(tmp_path):
+    """Z-Forcing's z_1..z_T differ in shape between sentences of different lengths: the dataset
+    pool would stop its run at the final evaluation, after the whole training."""
+    for name in ("ptb-zforcing", "ptb-zforcing-kla", "ptb-srnn"):
+        assert resolve("goyal2017_zforcing", name, "benchmark-ptb-cpu")[1].eval.mi_pool == "batch"
+    assert resolve("bowman2016", "vae", "benchmark-ptb-cpu")[1].eval.mi_pool == "dataset"
+    assert main(["train", "goyal2017_zforcing", "ptb-zforcing", "--preset", "benchmark-ptb-smoke",
+                 "--set", "eval.max_examples=200", "--set", "train.max_steps=2", "--no-mlflow",
+                 "--quiet", "--runs-dir", str(tmp_path / "runs"),
+                 "--records-dir", str(tmp_path / "records")]) == 0
+    record = json.loads(next((tmp_path / "records").rglob("*.json")).read_text())
+    assert record["eval"]["mi_pool"] == "batch" and record["metrics"]["test/num_examples"] == 200
 
 
 def test_every_benchmarked_method_runs_on_single_sentences():

@@ -45,7 +45,7 @@ def _variant(name: str) -> Variant:
         reported=reported(name), runnable=dataset not in SPEECH,
         not_run_reason=NOT_RUN if dataset in SPEECH else "",
         benchmark=dataset == "ptb" and arm != "lstm",
-        reading_note=READING_NOTE if arm != "lstm" else "")
+        reading_note=READING_NOTE if arm != "lstm" else "", latent_per_step=arm != "lstm")
 
 
 PAPER = register_paper(Paper(
