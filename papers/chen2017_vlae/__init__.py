@@ -37,7 +37,8 @@ def _variant(name: str) -> Variant:
         name=name, description=_describe(row), model_config=type(cfg.model), build=build,
         presets={p: (lambda p=p: make(name, p)) for p in PRESETS},
         reported=REPORTED.get(name, {}),
-        artifacts=write_qualitative if is_text_vae else None, benchmark=is_text_vae)
+        artifacts=write_qualitative if is_text_vae else None, benchmark=is_text_vae,
+        costly_posterior_density=row.posterior == "iaf")
 
 
 NOT_RUN = {

@@ -36,7 +36,7 @@ def _variant(name: str) -> Variant:
         presets={p: (lambda p=p: make(name, p)) for p in PRESETS},
         reported=REPORTED.get(name, {}),
         artifacts=write_qualitative if row.dataset == "ptb" else None,
-        benchmark=row.dataset == "ptb")
+        benchmark=row.dataset == "ptb", costly_posterior_density=bool(row.iaf_steps))
 
 
 def _cifar_variant(name: str, description: str) -> Variant:
