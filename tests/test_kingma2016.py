@@ -26,7 +26,7 @@ from helpers_records import cpu_metrics
 PAPER = "kingma2016_iaf"
 # The cpu table is run a few rows per session: a claim test skips while a record it reads is
 # still to be run, and fails if a committed one (`COMMITTED`) goes missing.
-COMMITTED = {"mnist-diag", "mnist-iaf-d2-w320", "mnist-diag-fb", "ptb-gauss", "ptb-gauss-fb", "ptb-iaf-fb",
+COMMITTED = {"mnist-diag", "mnist-iaf-d2-w320", "mnist-iaf-d2-w1920", "mnist-diag-fb", "ptb-gauss", "ptb-gauss-fb", "ptb-iaf-fb",
              "ptb-iaf", "ptb-iaf-fb-lam0.125", "ptb-iaf-fb-lam0.5",
              "ptb-iaf-fb-lam1"}
 
@@ -321,13 +321,21 @@ def test_real_run_text_iaf_posterior_alone_does_not_stop_collapse():
     assert iaf_fb["test/kl"] > iaf["test/kl"] + 1.0
 
 
-def test_real_run_wider_and_deeper_iaf_improve_the_mnist_bound():
-    """Table 1: width 1920 beats width 320 at depth 2 (VLB 81.17 against 82.02, 0.85 nats), and
-    depth 4 and 8 add 0.24 and 0.37 more, below what one seed per row resolves; so the deeper
-    rows may be up to half a nat worse than depth 2, and a clear loss fails. Written before the
-    w1920 records."""
+@pytest.mark.xfail(strict=True, reason=(
+    "not reproduced at cpu scale: after 30 epochs the width-1920 IAF's test ELBO is 89.20 "
+    "against width 320's 88.78, one seed each, with both runs' validation ELBO still moving by "
+    "about 0.4 nats between their last epochs"))
+def test_real_run_a_wider_iaf_improves_the_mnist_bound():
+    """Table 1: width 1920 beats width 320 at depth 2 (VLB 81.17 against 82.02, 0.85 nats).
+    Written before the w1920 record, which does not bear it out (see the xfail reason)."""
+    assert _record("mnist-iaf-d2-w1920")["test/elbo"] < _record("mnist-iaf-d2-w320")["test/elbo"]
+
+
+def test_real_run_deeper_iaf_is_not_clearly_worse_than_depth_2():
+    """Table 1: depth 4 and 8 add 0.24 and 0.37 nats over depth 2 at width 1920, below what one
+    seed per row resolves; so the deeper rows may be up to half a nat worse, and a clear loss
+    fails. Written before the d4 and d8 records."""
     d2 = _record("mnist-iaf-d2-w1920")["test/elbo"]
-    assert d2 < _record("mnist-iaf-d2-w320")["test/elbo"]
     for depth in (4, 8):
         deeper = _record(f"mnist-iaf-d{depth}-w1920")["test/elbo"]
         assert deeper < d2 + 0.5, (depth, deeper, d2)
