@@ -297,7 +297,7 @@ def resumes_as(stored: dict, cfg: RunConfig, model_config: type[ModelConfig]) ->
         stored = RunConfig.from_dict(stored, model_config).to_dict()
     except (ValueError, KeyError, TypeError):      # a key since removed: not the same training
         return False
-    ours = experiment_identity(cfg.to_dict())
-    stored = experiment_identity(stored)
-    ours.pop("eval", None), stored.pop("eval", None)
-    return stored == ours
+    def training(config: dict) -> dict:
+        return {k: v for k, v in experiment_identity(config).items() if k != "eval"}
+
+    return training(stored) == training(cfg.to_dict())
