@@ -125,6 +125,11 @@ def cmd_eval(args) -> int:
         path = rescore_record(run_dir, metrics, result.options, cfg.to_dict()["eval"],
                               time.time() - started, device, Path(args.records_dir))
         print(f"record re-scored: {path} and {run_dir / 'record.json'}")
+        from repro.records import git_commit
+        from repro.tracking import log_rescoring
+        run_id = json.loads(path.read_text()).get("mlflow_run_id")
+        if run_id and log_rescoring(run_id, metrics, git_commit()):
+            print(f"MLflow run {run_id}: test metrics updated")
     return 0
 
 
@@ -235,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", action="store_true",
                    help="replace the run's record's test metrics with these (after a fix to the "
                         "evaluation), keeping its training; the record lists the re-scoring "
-                        "commit and the metrics it replaced. Its MLflow run is not changed")
+                        "commit and the metrics it replaced. Its MLflow run shows the new test "
+                        "metrics (the old stay in their history) and a repro.rescored_by tag")
     p.add_argument("--records-dir", default="results/records", help="with --record: where records go")
     p.set_defaults(fn=cmd_eval)
 

@@ -36,6 +36,7 @@ LOCK_RETRY_S = 60.0
 HTTP_BUDGET = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 OWNER_TAG = "repro.owner"
+RESCORED_TAG = "repro.rescored_by"       # the commit of the latest `repro eval --record`
 # Errors that a retry cannot fix (a bad value, a deleted run): the call is dropped, not queued.
 PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS",
                     "INVALID_STATE", "BAD_REQUEST", "MALFORMED_REQUEST", "NOT_FOUND",
@@ -71,6 +72,28 @@ def _is_lock_error(err: Exception) -> bool:
 
 def _is_permanent(err: Exception) -> bool:
     return getattr(err, "error_code", None) in PERMANENT_ERRORS
+
+
+def log_rescoring(run_id: str, metrics: dict[str, float], commit: str) -> bool:
+    """Send a re-scored run's test metrics (`repro eval --record`) to its MLflow run, at the step
+    its test metrics were logged at and a later time: the run page and the compare view show the
+    latest value, and the replaced ones stay in each metric's history. The run is tagged with
+    the re-scoring commit. False, with a warning, when the store or the run cannot be reached:
+    the record, already written, is what the tables read."""
+    try:
+        from mlflow.entities import Metric, RunTag
+        from mlflow.tracking import MlflowClient
+        client = MlflowClient(tracking_uri())
+        step = max((m.step for key in metrics for m in client.get_metric_history(run_id, key)),
+                   default=0)
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
+                         tags=[RunTag(RESCORED_TAG, commit)])
+    except Exception as err:  # noqa: BLE001 — an unreachable store must not undo the re-scoring
+        warnings.warn(f"MLflow run {run_id} was not updated with the re-scored metrics ({err}); "
+                      "the record holds them", stacklevel=2)
+        return False
+    return True
 
 
 class Tracker:

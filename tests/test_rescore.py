@@ -56,3 +56,23 @@ def test_rescoring_refuses_anything_but_evaluation_options(iaf_run):
         from repro.cli import build_parser, cmd_eval
         cmd_eval(build_parser().parse_args(["eval", str(result.run_dir), "--record",
                                             "--set", "model.latent_size=8"]))
+
+
+def test_rescoring_updates_the_runs_mlflow_metrics_and_tags_it(tmp_path, capsys):
+    """The compare view reads an MLflow run's latest metric values: after a re-scoring they are
+    the record's, not the replaced ones."""
+    from mlflow.tracking import MlflowClient
+
+    from repro.tracking import RESCORED_TAG, tracking_uri
+    _, cfg = resolve("bowman2016", "vae", "smoke")
+    result = train(cfg, runs_root=tmp_path / "runs", records_root=tmp_path / "records",
+                   progress=False)
+    run_id = result.record["mlflow_run_id"]
+    assert main(["eval", str(result.run_dir), "--record", "--quiet", "--set", "eval.iw_samples=2",
+                 "--records-dir", str(tmp_path / "records")]) == 0
+    assert f"MLflow run {run_id}: test metrics updated" in capsys.readouterr().out
+    record = json.loads((result.run_dir / "record.json").read_text())
+    assert record["metrics"]["test/nll"] != result.record["metrics"]["test/nll"]   # K 4 -> 2
+    run = MlflowClient(tracking_uri()).get_run(run_id)
+    assert run.data.metrics["test/nll"] == pytest.approx(record["metrics"]["test/nll"])
+    assert run.data.tags[RESCORED_TAG] == git_commit()
