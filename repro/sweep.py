@@ -115,28 +115,40 @@ def is_finished(job: Job, records_dir: Path) -> bool:
 def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:
     """What a sweep would do with `job`: skip it, continue or restart its checkpoint, or run it."""
     from repro.records import record_path
-    from repro.registry import get_paper
     from repro.runs import run_status
-    from repro.train import TrainError, load_checkpoint, run_dir_for
+    from repro.train import run_dir_for
     if is_finished(job, records_dir):
         return "finished: skipped"
     run_dir = run_dir_for(job.config(), runs_dir)
     status = run_status(run_dir) if run_dir.is_dir() else None
     if status and status.status == "running":
         return "running in another process: this sweep's attempt fails as busy"
+    same = status is not None and status.status in ("interrupted", "finished") and \
+        _checkpoint_continues(job, run_dir)
     if status and status.status == "interrupted":
-        try:
-            same = resumes_as(json.loads(load_checkpoint(run_dir / "last.pt", "cpu")["config"]),
-                              job.config(), get_paper(job.paper).variant(job.variant).model_config)
-        except (TrainError, KeyError, ValueError):
-            same = False
         where = f"checkpoint at epoch {status.epoch}/{status.epochs}"
         if not same:
             return f"{where} from another config: {'--resume stops with an error' if resume else 'restarts'}"
         return f"{where}: {'resumes' if resume else 'restarts from scratch (add --resume to continue it)'}"
+    if status and status.status == "finished" and same:
+        # Only eval.* differ (or keys added since): the training is done, the scoring is not.
+        return ("trained, but its record was scored under another evaluation: "
+                + ("--resume re-evaluates its checkpoint" if resume
+                   else "trains again (--resume would only re-evaluate its checkpoint)"))
     if record_path(records_dir, job.paper, job.variant, job.preset, job.seed).is_file():
         return "to run again: its record was written by another config"
     return "to run"
+
+
+def _checkpoint_continues(job: Job, run_dir: Path) -> bool:
+    """Whether the run folder's last checkpoint is the training `job` asks for (`resumes_as`)."""
+    from repro.registry import get_paper
+    from repro.train import TrainError, load_checkpoint
+    try:
+        stored = json.loads(load_checkpoint(run_dir / "last.pt", "cpu")["config"])
+    except (TrainError, KeyError, ValueError):
+        return False
+    return resumes_as(stored, job.config(), get_paper(job.paper).variant(job.variant).model_config)
 
 
 def earlier_wall_time(job: Job, records_dir: Path) -> tuple[float, int] | None:

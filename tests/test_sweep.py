@@ -315,6 +315,24 @@ def test_slurm_sweep_through_submitits_local_executor(tmp_path, capsys):
         assert list((tmp_path / "runs" / "submitit").glob(f"{job_id}_*_log.out"))
 
 
+def test_a_record_scored_under_another_evaluation_is_re_evaluated_not_retrained(tmp_path, capsys):
+    """After an evaluation change (eval.* only) a finished run's training still stands: the plan
+    says so, and `--resume` scores its checkpoint again instead of training it again."""
+    assert main(sweep_argv(tmp_path, "--jobs", "1", "--no-mlflow", seeds=("0",))) == 0
+    before = json.loads(record_file(tmp_path, 0).read_text())
+    capsys.readouterr()
+    changed = ("--set", "eval.iw_samples=3", "--no-mlflow", "--jobs", "1")
+    assert main(sweep_argv(tmp_path, "--plan", *changed, seeds=("0",))) == 0
+    assert ("seed0: trained, but its record was scored under another evaluation: trains again "
+            "(--resume would only re-evaluate its checkpoint)") in capsys.readouterr().out
+    assert main(sweep_argv(tmp_path, "--plan", "--resume", *changed, seeds=("0",))) == 0
+    assert "--resume re-evaluates its checkpoint" in capsys.readouterr().out
+    assert main(sweep_argv(tmp_path, "--resume", *changed, seeds=("0",))) == 0
+    after = json.loads(record_file(tmp_path, 0).read_text())
+    assert after["eval"]["iw_samples"] == 3 and before["eval"]["iw_samples"] != 3
+    assert after["history"] == before["history"] and after["train"] == before["train"]
+
+
 def test_plan_names_each_jobs_state_and_cost_and_runs_nothing(tmp_path, capsys):
     assert main(sweep_argv(tmp_path, "--jobs", "1", "--no-mlflow")) == 0
     # Seed 1 as if killed after its last epoch, before its record: an interrupted checkpoint.
