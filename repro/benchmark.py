@@ -127,16 +127,16 @@ def with_shared_sizes(model: ModelConfig, proto: Protocol) -> ModelConfig:
     return dataclasses.replace(model, **{k: v for k, v in proto.shared_sizes().items() if k in names})
 
 
-def protocol_config(base: RunConfig, proto: Protocol, variant=None) -> RunConfig:
+def protocol_config(base: RunConfig, proto: Protocol, variant) -> RunConfig:
     """`base` (the method's own preset at the protocol's scale) under the protocol. Two
     exceptions, declared by the variant (`registry.Variant`): per-step latents have no dataset-wide
     aggregate posterior, so their MI is pooled per batch; a posterior whose density is costly to
     evaluate keeps MI and AU on the bound's prefix. The table names the runs scored otherwise
     than the rest (`_mixed_mi_scoring`)."""
     exceptions = {}
-    if variant is not None and variant.latent_per_step:
+    if variant.latent_per_step:
         exceptions["mi_pool"] = "batch"
-    if variant is not None and variant.costly_posterior_density:
+    if variant.costly_posterior_density:
         exceptions["mi_au_whole_split"] = False
     evaluation = dataclasses.replace(proto.eval, **exceptions)
     return dataclasses.replace(
