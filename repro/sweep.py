@@ -96,20 +96,32 @@ def make_jobs(paper: str, variants: Iterable[str] | None, seeds: Iterable[int], 
     return [Job(paper, variant, preset, seed, tuple(overrides)) for variant, seed in dict.fromkeys(grid)]
 
 
+# Evaluation settings that only shape metrics a record may not have: a model without a latent
+# (an RNNLM) is scored by its NLL alone, so how MI and AU would have been scored cannot change it.
+MOOT_UNLESS_SCORED = {"mi_au_whole_split": {"mi", "au"}, "mi_pool": {"mi"}, "au_threshold": {"au"}}
+
+
 def is_finished(job: Job, records_dir: Path) -> bool:
     """The job's record exists and was written by the same config (whatever the thread count).
     A key added to the config since the record was written counts at its default, which by the
-    config's rule keeps the earlier behaviour; a key since removed makes the record stale."""
+    config's rule keeps the earlier behaviour; a key since removed makes the record stale; an
+    evaluation setting for a metric the record does not have does not count (`MOOT_UNLESS_SCORED`)."""
     from repro.records import record_path
     from repro.registry import get_paper
     path = record_path(records_dir, job.paper, job.variant, job.preset, job.seed)
     try:
-        stored = json.loads(path.read_text())["config"]
+        record = json.loads(path.read_text())
         model_config = get_paper(job.paper).variant(job.variant).model_config
-        current_schema = RunConfig.from_dict(stored, model_config).to_dict()
+        stored = RunConfig.from_dict(record["config"], model_config).to_dict()
+        scored = set(record.get("eval", {}).get("metrics", ("mi", "au")))  # unsaid: all count
     except (OSError, ValueError, KeyError, TypeError):   # ConfigError is a ValueError
         return False
-    return config_hash(current_schema) == job.config_hash
+    current = job.config().to_dict()
+    for key, metrics in MOOT_UNLESS_SCORED.items():
+        if not scored & metrics:
+            stored["eval"].pop(key, None)
+            current["eval"].pop(key, None)
+    return config_hash(stored) == config_hash(current)
 
 
 def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:

@@ -25,8 +25,8 @@ def sweep_argv(tmp_path: Path, *extra: str, seeds=("0", "1")) -> list[str]:
             "--runs-dir", str(tmp_path / "runs"), "--records-dir", str(tmp_path / "records"), *extra]
 
 
-def record_file(tmp_path: Path, seed: int) -> Path:
-    return tmp_path / "records" / PAPER / f"{VARIANT}__smoke__seed{seed}.json"
+def record_file(tmp_path: Path, seed: int, variant: str = VARIANT) -> Path:
+    return tmp_path / "records" / PAPER / f"{variant}__smoke__seed{seed}.json"
 
 
 def job_lines(out: str, seed: int) -> list[str]:
@@ -64,10 +64,11 @@ def test_make_jobs_is_the_grid_once_each_and_refuses_unknown_variants():
         make_jobs(PAPER, ["no-such-variant"], [0], "smoke")
 
 
-def _write_record_config(tmp_path: Path, config: dict) -> None:
-    path = record_file(tmp_path, 0)
+def _write_record_config(tmp_path: Path, config: dict, metrics=("nll", "elbo", "kl", "mi", "au"),
+                         variant: str = VARIANT) -> None:
+    path = record_file(tmp_path, 0, variant)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"config": config}))
+    path.write_text(json.dumps({"config": config, "eval": {"metrics": list(metrics)}}))
 
 
 def test_a_record_from_before_a_key_was_added_is_still_finished_at_the_keys_default(tmp_path):
@@ -87,6 +88,20 @@ def test_a_record_from_before_a_key_was_added_is_still_finished_at_the_keys_defa
     removed["eval"]["a_key_no_longer_there"] = 1
     _write_record_config(tmp_path, removed)
     assert not is_finished(job, tmp_path / "records")
+
+
+def test_how_mi_and_au_are_scored_does_not_count_for_a_record_without_them(tmp_path):
+    """An RNNLM's record (NLL only) stays finished when the protocol changes how MI and AU are
+    scored; a VAE's record, which has them, does not."""
+    for variant, metrics, finished in (("rnnlm", ("nll",), True), (VARIANT, ("nll", "kl", "mi", "au"), False)):
+        job = Job(PAPER, variant, "smoke", 0, ("eval.mi_au_whole_split=true", "eval.mi_pool=batch"))
+        older = Job(PAPER, variant, "smoke", 0).config().to_dict()
+        _write_record_config(tmp_path, older, metrics, variant)
+        assert is_finished(job, tmp_path / "records") is finished, variant
+        changed = json.loads(json.dumps(older))
+        changed["eval"]["iw_samples"] += 1
+        _write_record_config(tmp_path, changed, metrics, variant)
+        assert not is_finished(job, tmp_path / "records")
 
 
 def test_pool_workers_times_threads_never_exceed_the_cores():
