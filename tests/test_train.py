@@ -105,6 +105,19 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatc
     assert not (tmp_path / "rec").exists()          # no record for a diverged run
 
 
+@pytest.mark.parametrize("clip, clipped", [(1e-6, 1.0), (1e9, 0.0), (None, None)])
+def test_a_clipped_run_logs_its_gradient_norm_and_how_often_it_clipped(tmp_path, clip, clipped):
+    setting = "null" if clip is None else clip
+    result = train_mod.train(_cfg("train.epochs=1", f"optim.grad_clip={setting}"), runs_root=tmp_path,
+                             records_root=None, track=False, progress=False)
+    epoch = result.history[0]
+    if clip is None:
+        assert "train/clipped" not in epoch and "train/grad_norm" not in epoch
+        return
+    assert epoch["train/clipped"] == clipped
+    assert epoch["train/grad_norm"] > 1e-3      # the norm before clipping
+
+
 def test_record_has_what_a_reader_needs(tmp_path):
     result = train_mod.train(_cfg("train.epochs=1"), runs_root=tmp_path, records_root=tmp_path / "rec",
                              track=False, progress=False)
