@@ -288,16 +288,33 @@ def experiment_identity(config: dict) -> dict:
     return out
 
 
+# What may change when a diverged run resumes from its last good checkpoint: the usual remedies.
+RECOVERY_KEYS = (("optim", "lr"), ("optim", "grad_clip"), ("train", "bf16"))
+
+
 def resumes_as(stored: dict, cfg: RunConfig, model_config: type[ModelConfig]) -> bool:
     """Whether a checkpoint written under the config dict `stored` continues the training `cfg`
     asks for. Keys added since count at their defaults (which keep the earlier behaviour); the
     thread count and the `eval` section do not count: the resumed run is scored under `cfg.eval`,
     which its record then holds."""
+    return recovery_changes(stored, cfg, model_config) == {}
+
+
+def recovery_changes(stored: dict, cfg: RunConfig, model_config: type[ModelConfig]) -> dict | None:
+    """How `cfg` changes the `RECOVERY_KEYS` of the checkpoint config `stored`, as
+    {"section.key": [old, new]}, when that is all it changes (by the rules of `resumes_as`);
+    None when it changes anything else."""
     try:
         stored = RunConfig.from_dict(stored, model_config).to_dict()
     except (ValueError, KeyError, TypeError):      # a key since removed: not the same training
-        return False
+        return None
     def training(config: dict) -> dict:
         return {k: v for k, v in experiment_identity(config).items() if k != "eval"}
 
-    return training(stored) == training(cfg.to_dict())
+    old, new = training(stored), training(cfg.to_dict())
+    changes = {}
+    for section, key in RECOVERY_KEYS:
+        before, after = old[section].pop(key), new[section].pop(key)
+        if before != after:
+            changes[f"{section}.{key}"] = [before, after]
+    return changes if old == new else None

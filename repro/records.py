@@ -45,7 +45,8 @@ def _short(commit: str) -> str:
 
 def describe_commits(records: list[dict]) -> str:
     """The commits that wrote `records`, shortened, with the `+dirty` ones explained, then the
-    commits that re-scored some of them (`rescore_record`)."""
+    commits that re-scored some of them (`rescore_record`), then how many went on from a
+    divergence with changed settings (`repro.train`)."""
     commits = sorted({_short(r["commit"]) for r in records})
     rescored = sorted({_short(e["commit"]) for r in records for e in r.get("rescored", [])})
     text = ", ".join(commits) or "—"
@@ -54,6 +55,10 @@ def describe_commits(records: list[dict]) -> str:
         text += f"; {n} record(s) re-scored (test metrics only) at {', '.join(rescored)}"
     if any(c.endswith("+dirty") for c in commits + rescored):
         text += " (+dirty: the run started from a tree with uncommitted changes)"
+    recovered = [r for r in records if r.get("train", {}).get("recoveries")]
+    if recovered:
+        text += (f"; {len(recovered)} record(s) resumed after a divergence with changed settings "
+                 "(their `train.recoveries`)")
     return text
 
 

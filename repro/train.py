@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from repro import records
-from repro.config import RunConfig, flatten, resumes_as, validate
+from repro.config import RunConfig, flatten, recovery_changes, validate
 from repro.data import load_corpus
 from repro.evaluate import evaluate_corpus, require_bf16_support
 from repro.registry import get_paper
@@ -41,6 +41,11 @@ RUNS_DIR = Path("runs")
 # Per-epoch validation tracks the bound, KL and active units; MI is left to the test evaluation
 # because its pool scan inverts flow posteriors for every pair (minutes per epoch for IAF).
 VALIDATION_METRICS = ("elbo", "kl", "au")
+# A validation objective this many times its best so far is a blow-up, not noise: across the 196
+# records of December 2026 the largest ratio was 1.10, except a depth-8 IAF run that reached 27.6
+# and spent its last 14 epochs recovering (Kingma 2016, commit 5b2bab5).
+DIVERGED_RATIO = 4.0
+DIVERGED_MARKER = "diverged.json"   # in the run folder: a resume may change the RECOVERY_KEYS
 
 
 class TrainError(RuntimeError):
@@ -48,7 +53,9 @@ class TrainError(RuntimeError):
 
 
 class TrainingDiverged(TrainError):
-    """The loss or the parameters became NaN/inf; the last good checkpoint is kept."""
+    """The loss or the parameters became NaN/inf, or the validation objective blew up
+    (`DIVERGED_RATIO`); the last good checkpoint is kept, and a resume may change the
+    `RECOVERY_KEYS` (the record lists the change)."""
 
 
 class RunDirBusy(TrainError):
@@ -209,34 +216,46 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
              "history": [], "mlflow_run_id": None, "wall_time_s": 0.0, "done": False}
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path, device)
-        if not resumes_as(json.loads(ckpt["config"]), cfg, variant.model_config):
-            raise TrainError(f"{last_path} was written by a different config; resume with the "
-                             "same overrides (eval.* may differ), or start afresh without --resume")
+        changes = _resume_changes(json.loads(ckpt["config"]), cfg, variant.model_config, run_dir)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
         state.update(json.loads(ckpt["state"]))
-    elif resume:
-        print(f"no checkpoint at {last_path}; starting from scratch")
+        if changes:
+            _recover(run_dir, cfg, optimizer, state, changes)
+    else:
+        (run_dir / DIVERGED_MARKER).unlink(missing_ok=True)    # from a run this one replaces
+        if resume:
+            print(f"no checkpoint at {last_path}; starting from scratch")
 
     prior_wall = state["wall_time_s"]
     tracker = Tracker(enabled=track)
     run_name = f"{cfg.paper}/{cfg.variant}/{cfg.preset}/seed{cfg.seed}"
     state["mlflow_run_id"] = tracker.start(experiment, run_name, state["mlflow_run_id"],
                                            owner=run_owner(run_dir), adopt=resume)
-    tracker.log_params(flatten(cfg))   # again on resume: a kill may have come before they were sent
+    # Again on resume: a kill may have come before they were sent. MLflow refuses a changed
+    # value, so a recovery's changes go in the `recoveries` tag instead.
+    recoveries = state.get("recoveries", [])
+    changed = {key for r in recoveries for key in r["changed"]}
+    tracker.log_params({k: v for k, v in flatten(cfg).items() if k not in changed})
     tags = {"paper": cfg.paper, "variant": cfg.variant, "method": f"{cfg.paper}/{cfg.variant}",
             "preset": cfg.preset, "seed": cfg.seed, "dataset": cfg.data.dataset,
             "substitute_for": cfg.data.substitute_for or "", "git_commit": commit,
-            "data_sha256": corpus.sha256, "device": str(device)}
+            "data_sha256": corpus.sha256, "device": str(device),
+            **({"recoveries": json.dumps(recoveries)} if recoveries else {})}
     tracker.set_tags(tags)
     _resend_missing(tracker, [(_epoch_metrics(e), e["step"]) for e in state["history"]])
 
     status = "FAILED"
     previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
-        _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_path,
-             progress, lambda: prior_wall + (time.time() - started))
+        try:
+            _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_path,
+                 progress, lambda: prior_wall + (time.time() - started))
+        except TrainingDiverged as err:
+            (run_dir / DIVERGED_MARKER).write_text(json.dumps({"reason": str(err)}))
+            raise
+        (run_dir / DIVERGED_MARKER).unlink(missing_ok=True)
         if best_path.is_file():
             model.load_state_dict(load_checkpoint(best_path, device))
         result = evaluate_corpus(model, corpus, cfg.eval, device=device, seed=cfg.seed,
@@ -257,7 +276,8 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
             "data_sha256": corpus.sha256, "mlflow_run_id": state["mlflow_run_id"],
             "train": {"steps": state["step"], "epochs": state["epoch"], "best_val": state["best_val"],
                       "best_epoch": state["best_epoch"],
-                      "final_checkpoint": "best validation" if best_path.is_file() else "last"},
+                      "final_checkpoint": "best validation" if best_path.is_file() else "last",
+                      "recoveries": state.get("recoveries", [])},
             "history": state["history"],
         }
         artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], record, run_dir)
@@ -317,9 +337,10 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
                               metrics=VALIDATION_METRICS if model.has_latent else None)
         val_metrics = val.prefixed("val")
         objective = validation_objective(val.metrics)
-        if not math.isfinite(objective):
-            raise TrainingDiverged(f"validation objective is {objective} after epoch {epoch + 1}; "
-                                   f"the last good checkpoint is {last_path}")
+        if not math.isfinite(objective) or objective > DIVERGED_RATIO * state["best_val"] > 0:
+            raise TrainingDiverged(
+                f"the validation objective is {objective:.4g} after epoch {epoch + 1} (best so far "
+                f"{state['best_val']:.4g}); {_REMEDY.format(last_path)}")
         elapsed = time.time() - epoch_start
         entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                  "tokens_per_s": tokens / elapsed, "epoch_time_s": elapsed,
@@ -381,12 +402,38 @@ def _clip_gradients(model, max_norm: float) -> dict[str, torch.Tensor]:
     return {"grad_norm": norm, "clipped": (norm > max_norm).float()}
 
 
+_REMEDY = ("stopped without overwriting the last good checkpoint ({}). Lower optim.lr, set "
+           "optim.grad_clip or turn off train.bf16, then --resume: the run goes on from that "
+           "checkpoint, and its record lists the change under train.recoveries.")
+
+
 def _check_finite(loss: torch.Tensor, model, last_path: Path) -> None:
     if not torch.isfinite(loss).all() or not params_finite(model):
-        raise TrainingDiverged(
-            f"loss or parameters became NaN/inf; stopped without overwriting the last good "
-            f"checkpoint ({last_path if last_path.is_file() else 'none written yet'}). Lower "
-            "optim.lr, set optim.grad_clip, or turn off train.bf16, then --resume.")
+        where = last_path if last_path.is_file() else "none written yet"
+        raise TrainingDiverged(f"loss or parameters became NaN/inf; {_REMEDY.format(where)}")
+
+
+def _resume_changes(stored: dict, cfg: RunConfig, model_config, run_dir: Path) -> dict:
+    """The recovery settings a resume changes: none, unless the run stopped on divergence."""
+    changes = recovery_changes(stored, cfg, model_config)
+    if changes is None or (changes and not (run_dir / DIVERGED_MARKER).is_file()):
+        allowed = " (after a divergence, also optim.lr, optim.grad_clip, train.bf16)"
+        raise TrainError(f"{run_dir / 'last.pt'} was written by a different config; resume with "
+                         f"the same overrides (eval.* may differ){allowed}, or start afresh "
+                         "without --resume")
+    return changes
+
+
+def _recover(run_dir: Path, cfg: RunConfig, optimizer, state: dict, changes: dict) -> None:
+    """Go on from the last good checkpoint of a diverged run with the changed settings, and say
+    so in the state the record keeps. The marker stays until the run ends: a kill before the
+    next checkpoint leaves the old config in `last.pt`, and resuming must still be allowed."""
+    reason = json.loads((run_dir / DIVERGED_MARKER).read_text())["reason"]
+    if "optim.lr" in changes:        # the checkpoint's optimiser state carries the old rate
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.optim.lr
+    state.setdefault("recoveries", []).append(
+        {"after_epoch": state["epoch"], "changed": changes, "reason": reason})
 
 
 def _postfix(sums, updates, tokens, epoch_start) -> dict:

@@ -111,6 +111,14 @@ def test_commit_line_explains_dirty_only_when_a_run_was_dirty():
     assert dirty.startswith(f"{'a' * 12}, {'b' * 12}+dirty (+dirty: the run started from a tree")
 
 
+def test_commit_line_counts_the_records_that_went_on_after_a_divergence():
+    plain = [{"commit": "a" * 40, "train": {"recoveries": []}}, {"commit": "a" * 40}]
+    assert describe_commits(plain) == "a" * 12
+    recovered = {"commit": "a" * 40, "train": {"recoveries": [{"after_epoch": 3}]}}
+    assert describe_commits(plain + [recovered]).endswith(
+        "; 1 record(s) resumed after a divergence with changed settings (their `train.recoveries`)")
+
+
 def test_metrics_table_shows_each_runs_best_epoch_against_its_epochs(tmp_path):
     """A best epoch equal to the last tells the reader the run was still improving."""
     records = tmp_path / "records"

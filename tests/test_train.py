@@ -118,6 +118,57 @@ def test_a_clipped_run_logs_its_gradient_norm_and_how_often_it_clipped(tmp_path,
     assert epoch["train/grad_norm"] > 1e-3      # the norm before clipping
 
 
+def test_a_diverged_run_resumes_with_a_lower_rate_and_its_record_says_so(tmp_path, monkeypatch):
+    """The NaN guard's advice works: --resume with a remedy goes on from the last good checkpoint."""
+    cfg = _cfg()
+    real_loss = TextVAE.loss
+
+    def poisoned(self, batch, step):
+        terms = real_loss(self, batch, step)
+        if step >= 10:  # inside the second epoch (7 updates per smoke epoch)
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(TextVAE, "loss", poisoned)
+    with pytest.raises(train_mod.TrainingDiverged, match="then --resume"):
+        train_mod.train(cfg, runs_root=tmp_path, records_root=None, track=False, progress=False)
+    monkeypatch.setattr(TextVAE, "loss", real_loss)
+    run_dir = train_mod.run_dir_for(cfg, tmp_path)
+    assert (run_dir / train_mod.DIVERGED_MARKER).is_file()
+
+    with pytest.raises(train_mod.TrainError, match="different config"):   # not a remedy
+        train_mod.train(apply_overrides(cfg, ["data.batch_size=7"]), runs_root=tmp_path,
+                        records_root=None, track=False, resume=True, progress=False)
+    lower = apply_overrides(cfg, [f"optim.lr={cfg.optim.lr / 10}", "optim.grad_clip=1.0"])
+    result = train_mod.train(lower, runs_root=tmp_path, records_root=tmp_path / "rec", track=False,
+                             resume=True, progress=False)
+    (recovery,) = result.record["train"]["recoveries"]
+    assert recovery["after_epoch"] == 1 and "NaN" in recovery["reason"]
+    assert recovery["changed"] == {"optim.lr": [cfg.optim.lr, cfg.optim.lr / 10],
+                                   "optim.grad_clip": [cfg.optim.grad_clip, 1.0]}
+    assert [e["lr"] for e in result.history] == [cfg.optim.lr] + [cfg.optim.lr / 10] * 2
+    assert result.record["train"]["epochs"] == 3 and result.record["config"]["optim"]["grad_clip"] == 1.0
+    assert not (run_dir / train_mod.DIVERGED_MARKER).exists()
+
+
+def test_a_validation_objective_that_blows_up_stops_the_run(tmp_path, monkeypatch):
+    """A finite blow-up (a depth-8 IAF run once reached 27x its best) stops like a NaN."""
+    cfg = _cfg()
+    real_objective, calls = train_mod.validation_objective, {"n": 0}
+
+    def blows_up_in_epoch_2(metrics):
+        calls["n"] += 1
+        value = real_objective(metrics)
+        return value * train_mod.DIVERGED_RATIO * 1.01 if calls["n"] == 2 else value
+
+    monkeypatch.setattr(train_mod, "validation_objective", blows_up_in_epoch_2)
+    with pytest.raises(train_mod.TrainingDiverged, match="validation objective .* after epoch 2"):
+        train_mod.train(cfg, runs_root=tmp_path, records_root=tmp_path / "rec", track=False,
+                        progress=False)
+    blob = torch.load(train_mod.run_dir_for(cfg, tmp_path) / "last.pt", weights_only=True)
+    assert json.loads(blob["state"])["epoch"] == 1 and not (tmp_path / "rec").exists()
+
+
 def test_record_has_what_a_reader_needs(tmp_path):
     result = train_mod.train(_cfg("train.epochs=1"), runs_root=tmp_path, records_root=tmp_path / "rec",
                              track=False, progress=False)
