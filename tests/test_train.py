@@ -85,8 +85,7 @@ def test_resume_takes_a_checkpoint_from_before_a_new_key_and_a_new_evaluation(tm
     assert resumed.record["config"]["eval"]["iw_samples"] == resumed.record["eval"]["iw_samples"] == 3
 
 
-def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    cfg = _cfg()
+def _poison_the_loss_in_epoch_2(monkeypatch):
     real_loss = TextVAE.loss
 
     def poisoned(self, batch, step):
@@ -96,6 +95,11 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatc
         return terms
 
     monkeypatch.setattr(TextVAE, "loss", poisoned)
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = _cfg()
+    _poison_the_loss_in_epoch_2(monkeypatch)
     with pytest.raises(train_mod.TrainingDiverged, match="last good checkpoint"):
         train_mod.train(cfg, runs_root=tmp_path, records_root=tmp_path / "rec", track=False, progress=False)
     run_dir = train_mod.run_dir_for(cfg, tmp_path)
@@ -121,18 +125,10 @@ def test_a_clipped_run_logs_its_gradient_norm_and_how_often_it_clipped(tmp_path,
 def test_a_diverged_run_resumes_with_a_lower_rate_and_its_record_says_so(tmp_path, monkeypatch):
     """The NaN guard's advice works: --resume with a remedy goes on from the last good checkpoint."""
     cfg = _cfg()
-    real_loss = TextVAE.loss
-
-    def poisoned(self, batch, step):
-        terms = real_loss(self, batch, step)
-        if step >= 10:  # inside the second epoch (7 updates per smoke epoch)
-            terms["loss"] = terms["loss"] * float("nan")
-        return terms
-
-    monkeypatch.setattr(TextVAE, "loss", poisoned)
+    _poison_the_loss_in_epoch_2(monkeypatch)
     with pytest.raises(train_mod.TrainingDiverged, match="then --resume"):
         train_mod.train(cfg, runs_root=tmp_path, records_root=None, track=False, progress=False)
-    monkeypatch.setattr(TextVAE, "loss", real_loss)
+    monkeypatch.undo()
     run_dir = train_mod.run_dir_for(cfg, tmp_path)
     assert (run_dir / train_mod.DIVERGED_MARKER).is_file()
 
