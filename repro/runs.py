@@ -1,6 +1,7 @@
-"""`repro runs`: what the training runs under a runs folder are doing -- running, finished, or
-interrupted and waiting for `--resume` -- with each one's epoch and last validation metrics,
-read from its checkpoint. For sweeps and background runs started with `--quiet`."""
+"""`repro runs`: what the training runs under a runs folder are doing -- running, finished,
+interrupted and waiting for `--resume`, or diverged and waiting for a remedy -- with each one's
+epoch and last validation metrics, read from its checkpoint. For sweeps and background runs
+started with `--quiet`."""
 from __future__ import annotations
 
 import json
@@ -16,13 +17,13 @@ SHOWN = ("val/nll", "val/elbo", "val/kl", "val/au")   # what the trainer validat
 class RunStatus:
     run_dir: Path
     name: str                 # paper/variant/preset/seed<n>
-    status: str               # running | finished | interrupted | unreadable: <why>
+    status: str               # running | finished | interrupted | diverged | unreadable: <why>
     epoch: int
     epochs: int
     best_epoch: int | None
     last: dict                # the last finished epoch's validation metrics
     wall_time_s: float
-    resume: str               # the command that continues an interrupted run
+    resume: str               # the command that continues an interrupted or diverged run
 
 
 def lock_held(lock: Path) -> bool:
@@ -59,7 +60,7 @@ def lock_held(lock: Path) -> bool:
 
 
 def run_status(run_dir: Path) -> RunStatus:
-    from repro.train import TrainError, load_checkpoint
+    from repro.train import DIVERGED_MARKER, TrainError, load_checkpoint
     running = lock_held(run_dir / ".lock")
     if not (run_dir / "last.pt").is_file():
         status = "running, first epoch" if running else "no checkpoint: never finished an epoch"
@@ -77,12 +78,14 @@ def run_status(run_dir: Path) -> RunStatus:
     elif _finished(run_dir, state):
         status = "finished"
     else:
-        status = "interrupted"
+        status = "diverged" if (run_dir / DIVERGED_MARKER).is_file() else "interrupted"
     history = state["history"]
     last = {k: v for k, v in (history[-1] if history else {}).items() if k in SHOWN}
-    resume = "" if status != "interrupted" else (
+    resume = "" if status not in ("interrupted", "diverged") else (
         f"repro train {cfg['paper']} {cfg['variant']} --preset {cfg['preset']} --seed {cfg['seed']} "
-        f"--runs-dir {run_dir.parents[3]} --resume  (with the run's own --set options)")
+        f"--runs-dir {run_dir.parents[3]} --resume  (with the run's own --set options" +
+        ("; as is, it replays the divergence: add a lower optim.lr, an optim.grad_clip or "
+         "train.bf16=false)" if status == "diverged" else ")"))
     return RunStatus(run_dir, name, status, state["epoch"], cfg["train"]["epochs"],
                      state.get("best_epoch"), last, state["wall_time_s"], resume)
 

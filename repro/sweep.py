@@ -135,6 +135,9 @@ def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:
     status = run_status(run_dir) if run_dir.is_dir() else None
     if status and status.status == "running":
         return "running in another process: this sweep's attempt fails as busy"
+    if status and status.status == "diverged":
+        return (f"diverged after epoch {status.epoch}/{status.epochs}: this sweep's attempt "
+                "replays it; resume it by hand with a remedy (`repro runs` says how)")
     same = status is not None and status.status in ("interrupted", "finished") and \
         _checkpoint_continues(job, run_dir)
     if status and status.status == "interrupted":
@@ -414,7 +417,10 @@ def run_sweep(jobs: list[Job], records_dir: Path, engine: Engine,
     # that failed here because its run folder was busy: that one is done, not retried.
     finished_elsewhere = [o.job for o in first_failures if is_finished(o.job, records_dir)]
     summary.skipped += finished_elsewhere
-    retry = [o.job for o in first_failures if o.job not in finished_elsewhere]
+    # A diverged run replays the same batches and random numbers: a retry diverges again.
+    diverged = [o for o in first_failures if o.error.startswith("TrainingDiverged")]
+    summary.failed += diverged
+    retry = [o.job for o in first_failures if o.job not in finished_elsewhere and o not in diverged]
     if retry:
         log(f"retrying {len(retry)} failed job(s) once")
     for outcome in _attempt(retry, engine, log):

@@ -44,6 +44,22 @@ def test_finished_and_interrupted_runs_and_how_to_resume(tmp_path, monkeypatch):
     assert killed.resume.startswith(f"repro train bowman2016 vae --preset smoke --seed 1 --runs-dir {tmp_path} --resume")
 
 
+def test_a_diverged_run_says_so_and_how_to_resume_it_with_a_remedy(tmp_path, monkeypatch):
+    cfg = _cfg()
+    calls = {"n": 0}
+
+    def blows_up_in_epoch_2(metrics):
+        calls["n"] += 1
+        return metrics["elbo"] * (100 if calls["n"] == 2 else 1)
+
+    monkeypatch.setattr(train_mod, "validation_objective", blows_up_in_epoch_2)
+    with pytest.raises(train_mod.TrainingDiverged):
+        _train(tmp_path, cfg)
+    (run,) = find_runs(tmp_path)
+    assert (run.status, run.epoch, run.epochs) == ("diverged", 1, 2)
+    assert "--resume" in run.resume and "lower optim.lr" in run.resume
+
+
 def test_a_record_older_than_the_checkpoint_does_not_make_a_run_finished(tmp_path):
     """A run resumed after finishing (say with more epochs) and killed again keeps its old
     `record.json`: only a record of the checkpoint's own update count means finished."""

@@ -14,6 +14,7 @@ import pytest
 from repro import sweep
 from repro.cli import main
 from repro.config import ConfigError
+from repro.train import DIVERGED_MARKER
 from repro.sweep import (Job, Outcome, absolute_tracking_uri, config_hash, is_finished,
                          local_threads, make_jobs, run_sweep)
 
@@ -137,6 +138,21 @@ def test_a_failed_job_is_retried_once_then_reported(tmp_path):
     assert [(o.job, o.error, o.attempts) for o in summary.failed] == [(broken, "boom 2", 2)]
     assert not summary.ok
     assert any(line.startswith("  FAILED") and broken.key in line and "boom 2" in line for line in lines)
+
+
+def test_a_diverged_job_is_reported_not_retried(tmp_path):
+    """A retry replays the same batches and random numbers, so it would diverge again."""
+    diverged = Job(PAPER, VARIANT, "smoke", 0)
+    calls = []
+
+    def engine(jobs):
+        calls.append(list(jobs))
+        for job in jobs:
+            yield Outcome(job, ok=False, error="TrainingDiverged: loss or parameters became NaN/inf")
+
+    summary = run_sweep([diverged], tmp_path / "records", engine, log=lambda line: None)
+    assert calls == [[diverged]] and not summary.retried
+    assert [(o.job, o.attempts) for o in summary.failed] == [(diverged, 1)] and not summary.ok
 
 
 def test_a_job_another_sweep_finished_meanwhile_is_not_retried(tmp_path):
@@ -370,3 +386,7 @@ def test_plan_names_each_jobs_state_and_cost_and_runs_nothing(tmp_path, capsys):
     assert "seed1: checkpoint at epoch 1/1 from another config: restarts" in out
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before   # nothing trained, written or removed
+
+    (tmp_path / "runs" / PAPER / VARIANT / "smoke" / "seed1" / DIVERGED_MARKER).write_text("{}")
+    assert main(sweep_argv(tmp_path, "--plan", "--resume", seeds=("1",))) == 0
+    assert "seed1: diverged after epoch 1/1: this sweep's attempt replays it" in capsys.readouterr().out
