@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_arguments(p)
     p.set_defaults(fn=cmd_benchmark)
 
-    p = sub.add_parser("runs", help="which runs under a runs folder are running, finished or "
+    p = sub.add_parser("runs", help="which runs under a runs folder are running, finished, "
                                     "interrupted or diverged (and how to resume them), with their last epoch")
     p.add_argument("--runs-dir", default="runs", help="default: runs/")
     p.set_defaults(fn=cmd_runs)
