@@ -32,7 +32,7 @@ test set as pool (M = N = 10,000) would make infeasible; every row uses the same
 stays comparable (METRICS.md section 5).
 
 Reductions in `cpu` (and why): MNIST 30 epochs (the paper trains to convergence, hundreds);
-MADE width 1920 -> 480 in the three wide rows (at 1920 the depth-8 flow costs several times the
+MADE width 1920 -> 480 in the four wide rows (at 1920 the depth-8 flow costs several times the
 convolutional network per update, and its density is inverted for every MI pair; width 320 is
 kept); PTB embedding 256 and LSTMs of 256 instead of 512/1024, 12 epochs, K = 100 instead of
 500. MNIST keeps K = 128, the card's architecture and the static/dynamic data as the paper.
