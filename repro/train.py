@@ -13,6 +13,11 @@ a process trains in it; a resumed run replays the same batches and random number
 with exactly the parameters of an uninterrupted one; its MLflow run is reopened and any epoch
 whose metrics did not reach MLflow before the kill is sent again (see `repro.tracking` for runs
 killed and never resumed).
+
+Surviving divergence: a NaN/inf loss or parameter, or a validation objective over
+`DIVERGED_RATIO` times its best, stops the run before `last.pt` is overwritten and marks the
+folder; resuming it may then change the `RECOVERY_KEYS` (a lower rate, clipping, bf16 off),
+and the record lists each such change under `train.recoveries`.
 """
 from __future__ import annotations
 
