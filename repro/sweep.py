@@ -105,14 +105,16 @@ def is_finished(job: Job, records_dir: Path) -> bool:
     """The job's record exists and was written by the same config (whatever the thread count).
     A key added to the config since the record was written counts at its default, which by the
     config's rule keeps the earlier behaviour; a key since removed makes the record stale; an
-    evaluation setting for a metric the record does not have does not count (`MOOT_UNLESS_SCORED`)."""
+    evaluation setting for a metric the record does not have does not count (`MOOT_UNLESS_SCORED`);
+    a run that went on from a divergence with a remedy counts under the config it started with."""
     from repro.records import record_path
     from repro.registry import get_paper
     path = record_path(records_dir, job.paper, job.variant, job.preset, job.seed)
     try:
         record = json.loads(path.read_text())
         model_config = get_paper(job.paper).variant(job.variant).model_config
-        stored = RunConfig.from_dict(record["config"], model_config).to_dict()
+        started = _config_before_recoveries(record["config"], record.get("train", {}))
+        stored = RunConfig.from_dict(started, model_config).to_dict()
         scored = set(record.get("eval", {}).get("metrics", ("mi", "au")))  # unsaid: all count
     except (OSError, ValueError, KeyError, TypeError):   # ConfigError is a ValueError
         return False
@@ -122,6 +124,16 @@ def is_finished(job: Job, records_dir: Path) -> bool:
             stored["eval"].pop(key, None)
             current["eval"].pop(key, None)
     return config_hash(stored) == config_hash(current)
+
+
+def _config_before_recoveries(config: dict, train: dict) -> dict:
+    """A record's config with each remedy of its `train.recoveries` undone, latest first."""
+    config = json.loads(json.dumps(config))
+    for recovery in reversed(train.get("recoveries", [])):
+        for key, (before, _) in recovery["changed"].items():
+            section, name = key.split(".")
+            config[section][name] = before
+    return config
 
 
 def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:

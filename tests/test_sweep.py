@@ -91,6 +91,20 @@ def test_a_record_from_before_a_key_was_added_is_still_finished_at_the_keys_defa
     assert not is_finished(job, tmp_path / "records")
 
 
+def test_a_record_that_went_on_from_a_divergence_counts_under_the_config_it_started_with(tmp_path):
+    job = Job(PAPER, VARIANT, "smoke", 0)
+    config = job.config().to_dict()
+    lr = config["optim"]["lr"]
+    config["optim"]["lr"] = lr / 2
+    path = record_file(tmp_path, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recovery = {"after_epoch": 1, "changed": {"optim.lr": [lr, lr / 2]}, "reason": "NaN"}
+    for recoveries, finished in (([], False), ([recovery], True)):
+        path.write_text(json.dumps({"config": config, "eval": {"metrics": ["nll", "kl", "mi", "au"]},
+                                    "train": {"recoveries": recoveries}}))
+        assert is_finished(job, tmp_path / "records") is finished
+
+
 def test_how_mi_and_au_are_scored_does_not_count_for_a_record_without_them(tmp_path):
     """An RNNLM's record (NLL only) stays finished when the protocol changes how MI and AU are
     scored; a VAE's record, which has them, does not."""
