@@ -180,13 +180,12 @@ def test_paper_preset_mnist_rows_are_the_cards_model():
 
 
 @pytest.mark.parametrize("preset", ["cpu", "paper"])
-def test_only_the_depth_8_mnist_rows_clip_gradients(preset):
-    """Unclipped, the cpu depth-8 run diverged in epoch 17 (presets.py); the bound is for those
-    rows alone, so the shallower rows' records keep their configs."""
-    clips = {v: config(v, preset).optim.grad_clip for v, row in ROWS.items() if row.dataset != "ptb"}
-    assert {v for v, clip in clips.items() if clip} == {"mnist-iaf-d8-w1920", "static-iaf-d8-w1920"}
-    assert clips["mnist-iaf-d8-w1920"] == clips["static-iaf-d8-w1920"] == 250.0
-    assert {config(v, preset).optim.lr for v in clips} == {2e-3}
+def test_every_mnist_row_trains_with_one_optimiser(preset):
+    """Table 1's rows differ in the posterior alone; clipping was tried on depth 8 and did not
+    stop its divergence (presets.py), so no row has it."""
+    optims = [config(v, preset).optim for v, row in ROWS.items() if row.dataset != "ptb"]
+    assert all(optim == optims[0] for optim in optims)
+    assert (optims[0].name, optims[0].lr, optims[0].grad_clip) == ("adam", 2e-3, None)
 
 
 def test_free_bits_rows_use_kingmas_rule_with_single_dimension_groups():
@@ -342,9 +341,10 @@ def test_real_run_a_wider_iaf_improves_the_mnist_bound():
 
 
 @pytest.mark.parametrize("depth", [4, pytest.param(8, marks=pytest.mark.xfail(strict=True, reason=(
-    "the d8 cpu run diverged in epoch 17 (training KL averaged 1.4e9 nats that epoch; Adam at "
-    "2e-3 without clipping) and never recovered, so its record is the best-validation checkpoint "
-    "of epoch 15: test ELBO 91.90 against d2's 89.20")))])
+    "the d8 cpu run diverged in epoch 17 (training KL averaged 1.4e9 nats that epoch: rare "
+    "posterior draws run away through the 8 steps' shifts, presets.py) and never recovered, so "
+    "its record is the best-validation checkpoint of epoch 15: test ELBO 91.90 against d2's "
+    "89.20")))])
 def test_real_run_deeper_iaf_is_not_clearly_worse_than_depth_2(depth):
     """Table 1: depth 4 and 8 add 0.24 and 0.37 nats over depth 2 at width 1920, below what one
     seed per row resolves; so the deeper rows may be up to half a nat worse, and a clear loss

@@ -71,9 +71,10 @@ PAPER = register_paper(Paper(
            "paper trains to convergence (hundreds), and most reach their best validation bound in "
            "the last few (column best epoch / epochs of the second table), so they were still "
            "improving; the rows of MADE width 1920 run at 480. We believe these, not the "
-           "method, account for most of the gap; a `paper`-preset run would tell. The depth-8 "
-           "rows clip the gradient norm at 250: without it the cpu depth-8 run diverged in its "
-           "17th epoch (`presets.py`)."),
+           "method, account for most of the gap; a `paper`-preset run would tell. The exception "
+           "is depth 8, which diverged in its 17th epoch: rare posterior draws run away through "
+           "the eight steps' shifts, which gradient clipping does not stop (`presets.py`). Its "
+           "row is the best-validation checkpoint of epoch 15."),
 ))
 
 __all__ = ["PAPER"]

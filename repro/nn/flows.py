@@ -12,8 +12,10 @@ IAF step, gated form (Kingma et al. 2016, Sec. 4; the card tags the exact form "
     [m, s] = MADE(z, h),  sigma = sigmoid(s),  z' = sigma * z + (1 - sigma) * m,
     log|det dz'/dz| = sum_i log sigma_i.
 The Jacobian is triangular in the step's order with diagonal sigma (m and s of coordinate i do
-not depend on z_i), and z' is a convex combination of z and m, so no step can blow z up
-(the official code's affine form (z - m) / exp(s) can). Steps alternate between ascending and
+not depend on z_i), and z' is a convex combination of z and m: a step cannot amplify z by
+dividing by a small scale, as the official code's affine form (z - m) / exp(s) can. It does not
+bound z, though: m reads the previous z, so in a deep flow a draw far out can push each step's m
+further out, and with the gate closed z follows it (Kingma 2016 `presets.py`, the depth-8 rows). Steps alternate between ascending and
 descending order, which is the paper's "reverse the ordering between steps" without permuting z.
 
 Density. z_0 ~ N(mu, diag sigma_0^2) from the encoder, z_T = f_T(...f_1(z_0)), and
