@@ -26,7 +26,7 @@ from helpers_records import cpu_metrics
 PAPER = "kingma2016_iaf"
 # The cpu table is run a few rows per session: a claim test skips while a record it reads is
 # still to be run, and fails if a committed one (`COMMITTED`) goes missing.
-COMMITTED = {"mnist-diag", "mnist-iaf-d2-w320", "mnist-iaf-d2-w1920", "mnist-iaf-d4-w1920", "mnist-iaf-d8-w1920", "mnist-diag-fb", "mnist-iaf-fb", "ptb-gauss", "ptb-gauss-fb", "ptb-iaf-fb",
+COMMITTED = {"mnist-diag", "mnist-iaf-d2-w320", "mnist-iaf-d2-w1920", "mnist-iaf-d4-w1920", "mnist-iaf-d8-w1920", "mnist-diag-fb", "mnist-iaf-fb", "mnist-iaf-fb-lam0.125", "ptb-gauss", "ptb-gauss-fb", "ptb-iaf-fb",
              "ptb-iaf", "ptb-iaf-fb-lam0.125", "ptb-iaf-fb-lam0.5",
              "ptb-iaf-fb-lam1"}
 
