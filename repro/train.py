@@ -311,7 +311,7 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
     while state["epoch"] < cfg.train.epochs and state["step"] < max_steps and not state["done"]:
         epoch_start, epoch = time.time(), state["epoch"]
         model.train()
-        sums, tokens, updates = {}, 0, 0
+        sums, seen, updates = {}, Throughput(), 0
         batches = corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress,
                    leave=False, mininterval=1.0)
@@ -330,11 +330,10 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
             updates += 1
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + value.detach().float()
-            if batch.num_targets is not None:
-                tokens += int(batch.num_targets.sum())
+            seen.add(batch)
             if updates % 50 == 0:
                 _check_finite(terms["loss"], model, last_path)
-                bar.set_postfix(_postfix(sums, updates, tokens, epoch_start), refresh=False)
+                bar.set_postfix(_postfix(sums, updates, seen, epoch_start), refresh=False)
         _check_finite(sums.get("loss", torch.tensor(0.0)), model, last_path)
         train_metrics = {f"train/{k}": float(v) / max(updates, 1) for k, v in sums.items()}
         val = evaluate_corpus(model, corpus, _validation_eval(cfg), device=device, seed=cfg.seed,
@@ -348,7 +347,7 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
                 f"{state['best_val']:.4g}); {_REMEDY.format(last_path)}")
         elapsed = time.time() - epoch_start
         entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-                 "tokens_per_s": tokens / elapsed, "epoch_time_s": elapsed,
+                 seen.key: seen.count / elapsed, "epoch_time_s": elapsed,
                  **train_metrics, **val_metrics}
         state["history"].append(entry)
         _after_validation(cfg, optimizer, state, objective, model, best_path)
@@ -441,8 +440,23 @@ def _recover(run_dir: Path, cfg: RunConfig, optimizer, state: dict, changes: dic
         {"after_epoch": state["epoch"], "changed": changes, "reason": reason})
 
 
-def _postfix(sums, updates, tokens, epoch_start) -> dict:
-    out = {"tok/s": f"{tokens / max(time.time() - epoch_start, 1e-9):.0f}"}
+class Throughput:
+    """What an epoch got through: tokens for text, examples where a batch has no token count
+    (images), so the speed shown is never a constant 0."""
+
+    def __init__(self):
+        self.count, self.unit, self.key = 0, "tok", "tokens_per_s"
+
+    def add(self, batch) -> None:
+        if batch.num_targets is None:
+            self.unit, self.key = "ex", "examples_per_s"
+            self.count += batch.size
+        else:
+            self.count += int(batch.num_targets.sum())
+
+
+def _postfix(sums, updates, seen: Throughput, epoch_start) -> dict:
+    out = {f"{seen.unit}/s": f"{seen.count / max(time.time() - epoch_start, 1e-9):.0f}"}
     for key in ("loss", "rec", "kl", "kl_weight"):
         if key in sums:
             out[key] = f"{float(sums[key]) / updates:.3g}"
@@ -452,8 +466,9 @@ def _postfix(sums, updates, tokens, epoch_start) -> dict:
 def _epoch_line(entry: dict) -> str:
     keys = [k for k in ("train/loss", "train/kl", "val/elbo", "val/kl", "val/nll") if k in entry]
     body = "  ".join(f"{k} {entry[k]:.3f}" for k in keys)
-    return (f"epoch {entry['epoch']}: {body}  lr {entry['lr']:.2g}  "
-            f"{entry['tokens_per_s']:.0f} tok/s  {entry['epoch_time_s']:.0f}s")
+    speed = (f"{entry['tokens_per_s']:.0f} tok/s" if "tokens_per_s" in entry
+             else f"{entry['examples_per_s']:.0f} ex/s")
+    return f"epoch {entry['epoch']}: {body}  lr {entry['lr']:.2g}  {speed}  {entry['epoch_time_s']:.0f}s"
 
 
 def _write_artifacts(cfg, variant, model, corpus, history, record, run_dir: Path) -> list[Path]:

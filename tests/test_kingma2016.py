@@ -286,6 +286,8 @@ def test_smoke_reproduction_of_every_runnable_variant(tmp_path, monkeypatch):
         assert record["eval"]["kl_estimator"] == ("mc" if row.iaf_steps else "analytic"), variant
         assert record["eval"]["mi_pool"] == "batch" and result.record_path.is_file()
         assert (result.run_dir / "samples.json").is_file() == (row.dataset == "ptb")
+        speed = "tokens_per_s" if row.dataset == "ptb" else "examples_per_s"  # images have no tokens
+        assert all(epoch[speed] > 0 for epoch in result.history), variant
 
 
 # --- the real run's records ----------------------------------------------------------------
