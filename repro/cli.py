@@ -16,7 +16,9 @@ def _add_run_options(p: argparse.ArgumentParser, preset: bool = True) -> None:
         p.add_argument("--preset", default="cpu", help="smoke (seconds) | cpu (about an hour) | paper (GPU)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set model.latent_size=32 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run's last checkpoint; reproduce keeps rows whose "
+                        "record the same config wrote")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.add_argument("--runs-dir", default="runs", help="where checkpoints go (default: runs/)")
     p.add_argument("--records-dir", default="results/records", help="where run records go")
@@ -61,14 +63,19 @@ def cmd_train(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    """Each row in turn, then the tables. With --resume, a row whose record the same config
+    wrote is kept as it is, as a sweep keeps it: resuming its finished checkpoint would only
+    score it again and stamp the record with a commit that did not train it."""
     from repro import tables
-    from repro.registry import get_paper
-    paper = get_paper(args.paper)
-    variants = args.variants or [v for v, var in paper.variants.items()
-                                 if var.runnable and var.in_paper_table]
-    for variant in variants:
-        for seed in args.seeds:
-            _train_one(args, variant, seed)
+    from repro.records import record_path
+    from repro.sweep import is_finished, make_jobs
+    records = Path(args.records_dir)
+    for job in make_jobs(args.paper, args.variants, args.seeds, args.preset, args.overrides):
+        if args.resume and is_finished(job, records):
+            path = record_path(records, job.paper, job.variant, job.preset, job.seed)
+            print(f"{job.name}: finished, record kept ({path})")
+            continue
+        _train_one(args, job.variant, job.seed)
     for path in tables.write_all(Path(args.records_dir), Path(args.records_dir).parent):
         print(f"wrote {path}")
     return 0

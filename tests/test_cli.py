@@ -38,6 +38,22 @@ def test_train_eval_sample_round_trip(tmp_path, capsys):
     assert "Homotopy" in capsys.readouterr().out
 
 
+def test_reproduce_with_resume_keeps_a_finished_row_and_trains_the_rest(tmp_path, capsys):
+    runs, records = tmp_path / "runs", tmp_path / "records"
+    args = ["reproduce", "bowman2016", "--variants", "vae", "--preset", "smoke", "--no-mlflow",
+            "--quiet", "--runs-dir", str(runs), "--records-dir", str(records)]
+    assert main(args) == 0
+    kept = records / "bowman2016" / "vae__smoke__seed0.json"
+    before = kept.read_text()
+    capsys.readouterr()
+    assert main([*args, "--seeds", "0", "1", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "bowman2016/vae/smoke/seed0: finished, record kept" in out
+    assert "bowman2016/vae seed 1:" in out and "bowman2016/vae seed 0:" not in out
+    assert kept.read_text() == before      # not scored again under this process's commit
+    assert (records / "bowman2016" / "vae__smoke__seed1.json").is_file()
+
+
 def test_config_errors_exit_2_with_a_message(capsys):
     code = main(["train", "bowman2016", "vae", "--preset", "smoke", "--no-mlflow",
                  "--set", "model.latent_sise=3"])
