@@ -233,6 +233,7 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
         if resume:
             print(f"no checkpoint at {last_path}; starting from scratch")
 
+    _note_commit(state, commit)
     prior_wall = state["wall_time_s"]
     tracker = Tracker(enabled=track)
     run_name = f"{cfg.paper}/{cfg.variant}/{cfg.preset}/seed{cfg.seed}"
@@ -282,7 +283,7 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
             "train": {"steps": state["step"], "epochs": state["epoch"], "best_val": state["best_val"],
                       "best_epoch": state["best_epoch"],
                       "final_checkpoint": "best validation" if best_path.is_file() else "last",
-                      "recoveries": state.get("recoveries", [])},
+                      "recoveries": state.get("recoveries", []), "commits": state["commits"]},
             "history": state["history"],
         }
         artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], record, run_dir)
@@ -426,6 +427,14 @@ def _resume_changes(stored: dict, cfg: RunConfig, model_config, run_dir: Path) -
                          f"the same overrides (eval.* may differ){allowed}, or start afresh "
                          "without --resume")
     return changes
+
+
+def _note_commit(state: dict, commit: str) -> None:
+    """The code that trains from here: `commit` (what evaluates and writes the record) need not
+    be the one that trained the first epochs of a resumed run, so the record lists each."""
+    commits = state.setdefault("commits", [])
+    if not commits or commits[-1]["commit"] != commit:
+        commits.append({"commit": commit, "from_epoch": state["epoch"]})
 
 
 def _recover(run_dir: Path, cfg: RunConfig, optimizer, state: dict, changes: dict) -> None:

@@ -37,11 +37,18 @@ def test_resumed_run_ends_with_the_same_parameters_and_metrics(tmp_path, monkeyp
         return real_log(self, metrics, step)
 
     monkeypatch.setattr(train_mod.Tracker, "log_metrics", die_after_first_epoch)
+    monkeypatch.setattr(train_mod.records, "git_commit", lambda: "aaa")
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(_cfg(), runs_root=tmp_path / "b", records_root=tmp_path / "rb", progress=False)
     monkeypatch.setattr(train_mod.Tracker, "log_metrics", real_log)
+    monkeypatch.setattr(train_mod.records, "git_commit", lambda: "bbb")   # resumed by newer code
     resumed = train_mod.train(_cfg(), runs_root=tmp_path / "b", records_root=tmp_path / "rb",
                               resume=True, progress=False)
+    assert resumed.record["commit"] == "bbb"
+    assert resumed.record["train"]["commits"] == [{"commit": "aaa", "from_epoch": 0},
+                                                  {"commit": "bbb", "from_epoch": 1}]
+    assert straight.record["train"]["commits"] == [{"commit": straight.record["commit"],
+                                                    "from_epoch": 0}]
 
     a, b = _params(straight.run_dir), _params(resumed.run_dir)
     assert a.keys() == b.keys()
