@@ -431,8 +431,10 @@ def _resume_changes(stored: dict, cfg: RunConfig, model_config, run_dir: Path) -
 
 def _note_commit(state: dict, commit: str) -> None:
     """The code that trains from here: `commit` (what evaluates and writes the record) need not
-    be the one that trained the first epochs of a resumed run, so the record lists each."""
-    commits = state.setdefault("commits", [])
+    be the one that trained the first epochs of a resumed run, so the record lists each (null:
+    the epochs of a checkpoint written before the list was kept)."""
+    unknown = [{"commit": None, "from_epoch": 0}] if state["epoch"] else []
+    commits = state.setdefault("commits", unknown)
     if not commits or commits[-1]["commit"] != commit:
         commits.append({"commit": commit, "from_epoch": state["epoch"]})
 

@@ -62,6 +62,12 @@ def test_resumed_run_ends_with_the_same_parameters_and_metrics(tmp_path, monkeyp
     assert run.data.tags["paper"] == "bowman2016"
 
 
+def test_a_checkpoint_from_before_the_commit_list_says_its_first_epochs_are_unaccounted():
+    state = {"epoch": 17}
+    train_mod._note_commit(state, "ccc")
+    assert state["commits"] == [{"commit": None, "from_epoch": 0}, {"commit": "ccc", "from_epoch": 17}]
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     train_mod.train(_cfg("train.epochs=1"), runs_root=tmp_path, records_root=None, track=False,
                     progress=False)
