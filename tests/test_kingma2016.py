@@ -26,13 +26,16 @@ from helpers_records import cpu_metrics
 PAPER = "kingma2016_iaf"
 # The cpu table is run a few rows per session: a claim test skips while a record it reads is
 # still to be run, and fails if a committed one (`COMMITTED`) goes missing.
-COMMITTED = {"mnist-diag", "mnist-iaf-d2-w320", "mnist-iaf-d2-w1920", "mnist-iaf-d4-w1920", "mnist-iaf-d8-w1920", "mnist-diag-fb", "mnist-iaf-fb", "mnist-iaf-fb-lam0.125", "ptb-gauss", "ptb-gauss-fb", "ptb-iaf-fb",
-             "ptb-iaf", "ptb-iaf-fb-lam0.125", "ptb-iaf-fb-lam0.5",
-             "ptb-iaf-fb-lam1"}
+COMMITTED = {"mnist-diag", "mnist-iaf-d2-w320", "mnist-iaf-d2-w1920", "mnist-iaf-d4-w1920",
+             "mnist-iaf-d8-w1920", "mnist-diag-fb", "mnist-iaf-fb", "mnist-iaf-fb-lam0.125",
+             "mnist-iaf-fb-lam0.5", "ptb-gauss", "ptb-gauss-fb", "ptb-iaf-fb", "ptb-iaf",
+             "ptb-iaf-fb-lam0.125", "ptb-iaf-fb-lam0.5", "ptb-iaf-fb-lam1"}
 
 
 def _record(variant: str) -> dict:
     return cpu_metrics(PAPER, variant, required=variant in COMMITTED)
+
+
 CARD_MNIST_IAF = {"mnist-iaf-d2-w320": (2, 320), "mnist-iaf-d2-w1920": (2, 1920),
                   "mnist-iaf-d4-w1920": (4, 1920), "mnist-iaf-d8-w1920": (8, 1920)}
 
