@@ -25,6 +25,12 @@ def _add_run_options(p: argparse.ArgumentParser, preset: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_finish_diverged(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--finish-diverged", action="store_true",
+                   help="a run that stopped on divergence and that no remedy gets past: score its "
+                        "best checkpoint as it stands; the record says where it stopped")
+
+
 def cmd_list(args) -> int:
     from repro.data import LOADERS
     from repro.registry import load_papers
@@ -50,7 +56,8 @@ def _train_one(args, variant: str, seed: int):
     from repro.train import train
     cfg = _config(args.paper, variant, args.preset, seed, args.overrides)
     result = train(cfg, runs_root=Path(args.runs_dir), records_root=Path(args.records_dir),
-                   resume=args.resume, track=not args.no_mlflow, progress=not args.quiet)
+                   resume=args.resume, track=not args.no_mlflow, progress=not args.quiet,
+                   finish_diverged=args.finish_diverged)
     metrics = {k: round(v, 3) for k, v in result.record["metrics"].items()}
     print(f"{args.paper}/{variant} seed {seed}: {json.dumps(metrics)}")
     print(f"record: {result.record_path}  checkpoints: {result.run_dir}")
@@ -204,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("variant")
     p.add_argument("--seed", type=int, default=0)
     _add_run_options(p)
+    _add_finish_diverged(p)
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("reproduce", help="every runnable row of a paper's table, then the table")
@@ -211,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="*", help="only these variants")
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     _add_run_options(p)
+    _add_finish_diverged(p)
     p.set_defaults(fn=cmd_reproduce)
 
     p = sub.add_parser("sweep", help="variants x seeds of a paper on a process pool, Ray or Slurm; "

@@ -46,7 +46,7 @@ def _short(commit: str) -> str:
 def describe_commits(records: list[dict]) -> str:
     """The commits that wrote `records`, shortened, with the `+dirty` ones explained, then the
     commits that re-scored some of them (`rescore_record`), then how many went on from a
-    divergence with changed settings (`repro.train`)."""
+    divergence with changed settings, and how many stopped at one (`repro.train`)."""
     commits = sorted({_short(r["commit"]) for r in records})
     rescored = sorted({_short(e["commit"]) for r in records for e in r.get("rescored", [])})
     text = ", ".join(commits) or "—"
@@ -59,6 +59,10 @@ def describe_commits(records: list[dict]) -> str:
     if recovered:
         text += (f"; {len(recovered)} record(s) resumed after a divergence with changed settings "
                  "(their `train.recoveries`)")
+    stopped = [r for r in records if r.get("train", {}).get("stopped_by_divergence")]
+    if stopped:
+        text += (f"; {len(stopped)} record(s) of runs stopped early by a divergence, scored at "
+                 "their best checkpoint (their `train.stopped_by_divergence`)")
     return text
 
 

@@ -85,7 +85,8 @@ def run_status(run_dir: Path) -> RunStatus:
         f"repro train {cfg['paper']} {cfg['variant']} --preset {cfg['preset']} --seed {cfg['seed']} "
         f"--runs-dir {run_dir.parents[3]} --resume  (with the run's own --set options" +
         ("; as is, it replays the divergence: add a lower optim.lr, an optim.grad_clip or "
-         "train.bf16=false)" if status == "diverged" else ")"))
+         "train.bf16=false; if none gets past it, --finish-diverged scores it as it stands)"
+         if status == "diverged" else ")"))
     return RunStatus(run_dir, name, status, state["epoch"], cfg["train"]["epochs"],
                      state.get("best_epoch"), last, state["wall_time_s"], resume)
 

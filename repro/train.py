@@ -188,21 +188,25 @@ def validation_objective(metrics: dict) -> float:
 
 def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | None = records.RECORDS_DIR,
           resume: bool = False, track: bool = True, progress: bool = True,
-          experiment: str | None = None) -> RunResult:
+          experiment: str | None = None, finish_diverged: bool = False) -> RunResult:
     """Train, evaluate and record one run of `cfg`; see the module docstring. `experiment`
-    names the MLflow experiment (default `repro-<dataset>`)."""
+    names the MLflow experiment (default `repro-<dataset>`). `finish_diverged` ends a run that
+    stopped on divergence where it stands, when no remedy gets it past: its best checkpoint is
+    scored and the record says, under `train.stopped_by_divergence`, after which epoch and why."""
     validate(cfg)
     run_dir = run_dir_for(cfg, runs_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(run_dir):
         for stale in run_dir.glob("*.part"):   # a kill mid-write; never a checkpoint
             stale.unlink()
-        return _train(cfg, run_dir, records_root, resume, track, progress,
-                      experiment or f"repro-{cfg.data.dataset}")
+        if finish_diverged and not (run_dir / DIVERGED_MARKER).is_file():
+            raise TrainError(f"{run_dir} did not stop on divergence: resume it with --resume")
+        return _train(cfg, run_dir, records_root, resume or finish_diverged, track, progress,
+                      experiment or f"repro-{cfg.data.dataset}", finish_diverged)
 
 
 def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: bool, track: bool,
-           progress: bool, experiment: str) -> RunResult:
+           progress: bool, experiment: str, finish_diverged: bool = False) -> RunResult:
     started = time.time()
     commit = records.git_commit()
     device = pick_device(cfg.train.device)
@@ -226,7 +230,9 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
         state.update(json.loads(ckpt["state"]))
-        if changes:
+        if finish_diverged:
+            _stop_at_divergence(run_dir, state, changes)
+        elif changes:
             _recover(run_dir, cfg, optimizer, state, changes)
     else:
         (run_dir / DIVERGED_MARKER).unlink(missing_ok=True)    # from a run this one replaces
@@ -259,7 +265,7 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
             _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_path,
                  progress, lambda: prior_wall + (time.time() - started))
         except TrainingDiverged as err:
-            (run_dir / DIVERGED_MARKER).write_text(json.dumps({"reason": str(err)}))
+            _mark_diverged(run_dir, state, str(err))
             raise
         (run_dir / DIVERGED_MARKER).unlink(missing_ok=True)
         if best_path.is_file():
@@ -283,7 +289,9 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
             "train": {"steps": state["step"], "epochs": state["epoch"], "best_val": state["best_val"],
                       "best_epoch": state["best_epoch"],
                       "final_checkpoint": "best validation" if best_path.is_file() else "last",
-                      "recoveries": state.get("recoveries", []), "commits": state["commits"]},
+                      "recoveries": state.get("recoveries", []), "commits": state["commits"],
+                      **({"stopped_by_divergence": state["stopped_by_divergence"]}
+                         if "stopped_by_divergence" in state else {})},
             "history": state["history"],
         }
         artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], record, run_dir)
@@ -409,7 +417,8 @@ def _clip_gradients(model, max_norm: float) -> dict[str, torch.Tensor]:
 
 _REMEDY = ("stopped without overwriting the last good checkpoint ({}). Lower optim.lr, set "
            "optim.grad_clip or turn off train.bf16, then --resume: the run goes on from that "
-           "checkpoint, and its record lists the change under train.recoveries.")
+           "checkpoint, and its record lists the change under train.recoveries. If no remedy "
+           "gets past it, --finish-diverged scores the best checkpoint as it stands.")
 
 
 def _check_finite(loss: torch.Tensor, model, last_path: Path) -> None:
@@ -437,6 +446,26 @@ def _note_commit(state: dict, commit: str) -> None:
     commits = state.setdefault("commits", unknown)
     if not commits or commits[-1]["commit"] != commit:
         commits.append({"commit": commit, "from_epoch": state["epoch"]})
+
+
+def _mark_diverged(run_dir: Path, state: dict, reason: str) -> None:
+    """Mark the folder for a resume with a remedy. Every divergence is kept: one under a remedy
+    writes no checkpoint, so the marker is the only trace of the remedies that did not help."""
+    path = run_dir / DIVERGED_MARKER
+    attempts = json.loads(path.read_text()).get("attempts", []) if path.is_file() else []
+    attempts.append({"after_epoch": state["epoch"], "reason": reason,
+                     "recoveries": state.get("recoveries", [])})
+    path.write_text(json.dumps({"reason": reason, "attempts": attempts}))
+
+
+def _stop_at_divergence(run_dir: Path, state: dict, changes: dict) -> None:
+    if changes:
+        raise TrainError(f"finishing a diverged run scores the checkpoint as trained: drop the "
+                         f"changed settings ({', '.join(changes)})")
+    marker = json.loads((run_dir / DIVERGED_MARKER).read_text())
+    state["done"] = True
+    state["stopped_by_divergence"] = {"after_epoch": state["epoch"],
+                                      "attempts": marker.get("attempts", [marker])}
 
 
 def _recover(run_dir: Path, cfg: RunConfig, optimizer, state: dict, changes: dict) -> None:

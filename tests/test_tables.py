@@ -117,6 +117,10 @@ def test_commit_line_counts_the_records_that_went_on_after_a_divergence():
     recovered = {"commit": "a" * 40, "train": {"recoveries": [{"after_epoch": 3}]}}
     assert describe_commits(plain + [recovered]).endswith(
         "; 1 record(s) resumed after a divergence with changed settings (their `train.recoveries`)")
+    stopped = {"commit": "a" * 40, "train": {"stopped_by_divergence": {"after_epoch": 25}}}
+    assert describe_commits(plain + [stopped]).endswith(
+        "; 1 record(s) of runs stopped early by a divergence, scored at their best checkpoint "
+        "(their `train.stopped_by_divergence`)")
 
 
 def test_metrics_table_shows_each_runs_best_epoch_against_its_epochs(tmp_path):

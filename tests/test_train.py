@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import pytest
@@ -176,6 +177,43 @@ def test_a_validation_objective_that_blows_up_stops_the_run(tmp_path, monkeypatc
                         progress=False)
     blob = torch.load(train_mod.run_dir_for(cfg, tmp_path) / "last.pt", weights_only=True)
     assert json.loads(blob["state"])["epoch"] == 1 and not (tmp_path / "rec").exists()
+
+
+def test_a_run_no_remedy_gets_past_is_scored_where_it_stopped_and_says_so(tmp_path, monkeypatch):
+    """Static-MNIST depth-8 IAF diverged at the same batch under half the rate: such a run ends
+    at its best checkpoint, and the record keeps every divergence and the remedy that failed."""
+    cfg = _cfg()
+    with pytest.raises(train_mod.TrainError, match="did not stop on divergence"):
+        train_mod.train(cfg, runs_root=tmp_path, records_root=None, track=False, progress=False,
+                        finish_diverged=True)
+    real_objective, calls = train_mod.validation_objective, {"n": 0}
+
+    def blows_up_after_epoch_1(metrics):
+        calls["n"] += 1
+        return real_objective(metrics) * (1 if calls["n"] == 1 else 10 * train_mod.DIVERGED_RATIO)
+
+    monkeypatch.setattr(train_mod, "validation_objective", blows_up_after_epoch_1)
+    with pytest.raises(train_mod.TrainingDiverged):
+        train_mod.train(cfg, runs_root=tmp_path, records_root=None, track=False, progress=False)
+    lower = apply_overrides(cfg, [f"optim.lr={cfg.optim.lr / 2}"])
+    with pytest.raises(train_mod.TrainingDiverged):
+        train_mod.train(lower, runs_root=tmp_path, records_root=None, track=False, resume=True,
+                        progress=False)
+    with pytest.raises(train_mod.TrainError, match="drop the changed settings"):
+        train_mod.train(lower, runs_root=tmp_path, records_root=None, track=False, progress=False,
+                        finish_diverged=True)
+
+    result = train_mod.train(cfg, runs_root=tmp_path, records_root=tmp_path / "rec", track=False,
+                             progress=False, finish_diverged=True)
+    train = result.record["train"]
+    stop = train["stopped_by_divergence"]
+    assert stop["after_epoch"] == 1 == train["epochs"] and train["final_checkpoint"] == "best validation"
+    first, second = stop["attempts"]
+    assert first["recoveries"] == [] and "validation objective" in first["reason"]
+    assert second["recoveries"][0]["changed"] == {"optim.lr": [cfg.optim.lr, cfg.optim.lr / 2]}
+    assert result.record["config"]["optim"]["lr"] == cfg.optim.lr and train["recoveries"] == []
+    assert math.isfinite(result.record["metrics"]["test/nll"])
+    assert not (result.run_dir / train_mod.DIVERGED_MARKER).exists()
 
 
 def test_record_has_what_a_reader_needs(tmp_path):
