@@ -28,8 +28,9 @@ PAPER = "kingma2016_iaf"
 # still to be run, and fails if a committed one (`COMMITTED`) goes missing.
 COMMITTED = {"mnist-diag", "mnist-iaf-d2-w320", "mnist-iaf-d2-w1920", "mnist-iaf-d4-w1920",
              "mnist-iaf-d8-w1920", "mnist-diag-fb", "mnist-iaf-fb", "mnist-iaf-fb-lam0.125",
-             "mnist-iaf-fb-lam0.5", "mnist-iaf-fb-lam1", "ptb-gauss", "ptb-gauss-fb", "ptb-iaf-fb",
-             "ptb-iaf", "ptb-iaf-fb-lam0.125", "ptb-iaf-fb-lam0.5", "ptb-iaf-fb-lam1"}
+             "mnist-iaf-fb-lam0.5", "mnist-iaf-fb-lam1", "static-iaf-d8-w1920", "ptb-gauss",
+             "ptb-gauss-fb", "ptb-iaf-fb", "ptb-iaf", "ptb-iaf-fb-lam0.125", "ptb-iaf-fb-lam0.5",
+             "ptb-iaf-fb-lam1"}
 
 
 def _record(variant: str) -> dict:

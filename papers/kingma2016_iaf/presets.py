@@ -52,9 +52,21 @@ further out than the last. With the gate closing (s falls to -2566 by step 8), z
 and z^2/2 reaches 1.4e8 to 2.5e9 nats; two draws with doubled noise find 11 images of the
 10,000 above 200 nats. The gated update bounds z between its input and m, but not m. In the 16 calm
 epochs, clipping fired on no update after epoch 3. Its committed record is the best-validation
-checkpoint of epoch 15, from the code before the trainer's divergence stop. Untested remedies:
-the official code's 0.1 scale on the flow's outputs (card), weight normalisation in the MADE
-(as in the official code), or a smaller learning rate.
+checkpoint of epoch 15, from the code before the trainer's divergence stop.
+
+static-iaf-d8-w1920 (seed 0) trained calmly for 25 epochs; in epoch 26, about 300 updates in,
+its training KL ran away (4.6e10 nats averaged over the epoch) and its validation objective
+reached 2.6e4 against a best of 90.72. Resumed from the epoch-25 checkpoint with
+optim.lr=1e-3, it ran away at the same update (1.0e8 nats over the epoch, validation 2.6e5):
+the replayed batches and posterior draws bring the same draw, and half the step size
+over 300 updates does not keep it from running away, as a forward-pass cause predicts. Its
+record is the best-validation checkpoint of epoch 24, scored with `--finish-diverged`; both
+divergences are in its `train.stopped_by_divergence`. Even that checkpoint draws runaways:
+its test KL over 100 draws per image averages 2.5e4 nats, so its Monte Carlo ELBO is that of
+a few draws, while its IW-NLL (84.98; a runaway draw gets a weight of about exp(-KL)) is not
+moved by them. Untested remedies: the official code's
+0.1 scale on the flow's outputs (card) or weight normalisation in the MADE (as in the official
+code); either changes every IAF MNIST row, so the whole table would rerun (about 6 CPU hours).
 """
 from __future__ import annotations
 
