@@ -201,6 +201,9 @@ def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | No
             stale.unlink()
         if finish_diverged and not (run_dir / DIVERGED_MARKER).is_file():
             raise TrainError(f"{run_dir} did not stop on divergence: resume it with --resume")
+        if finish_diverged and not (run_dir / "last.pt").is_file():
+            raise TrainError(f"{run_dir} diverged before its first checkpoint: there is nothing "
+                             "to score; start it afresh with a remedy")
         return _train(cfg, run_dir, records_root, resume or finish_diverged, track, progress,
                       experiment or f"repro-{cfg.data.dataset}", finish_diverged)
 

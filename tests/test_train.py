@@ -186,6 +186,11 @@ def test_a_run_no_remedy_gets_past_is_scored_where_it_stopped_and_says_so(tmp_pa
     with pytest.raises(train_mod.TrainError, match="did not stop on divergence"):
         train_mod.train(cfg, runs_root=tmp_path, records_root=None, track=False, progress=False,
                         finish_diverged=True)
+    run_dir = train_mod.run_dir_for(cfg, tmp_path)
+    (run_dir / train_mod.DIVERGED_MARKER).write_text(json.dumps({"reason": "NaN in epoch 1"}))
+    with pytest.raises(train_mod.TrainError, match="before its first checkpoint"):
+        train_mod.train(cfg, runs_root=tmp_path, records_root=None, track=False, progress=False,
+                        finish_diverged=True)      # not a fresh start in disguise
     real_objective, calls = train_mod.validation_objective, {"n": 0}
 
     def blows_up_after_epoch_1(metrics):
