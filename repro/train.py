@@ -359,7 +359,7 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
                 f"{state['best_val']:.4g}); {_REMEDY.format(last_path)}")
         elapsed = time.time() - epoch_start
         entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-                 seen.key: seen.count / elapsed, "epoch_time_s": elapsed,
+                 seen.key: float(seen.count) / elapsed, "epoch_time_s": elapsed,
                  **train_metrics, **val_metrics}
         state["history"].append(entry)
         _after_validation(cfg, optimizer, state, objective, model, best_path)
@@ -485,7 +485,8 @@ def _recover(run_dir: Path, cfg: RunConfig, optimizer, state: dict, changes: dic
 
 class Throughput:
     """What an epoch got through: tokens for text, examples where a batch has no token count
-    (images), so the speed shown is never a constant 0."""
+    (images), so the speed shown is never a constant 0. Tokens add up on the batch's device:
+    reading them per batch would sync the host with the GPU every update."""
 
     def __init__(self):
         self.count, self.unit, self.key = 0, "tok", "tokens_per_s"
@@ -495,11 +496,11 @@ class Throughput:
             self.unit, self.key = "ex", "examples_per_s"
             self.count += batch.size
         else:
-            self.count += int(batch.num_targets.sum())
+            self.count = self.count + batch.num_targets.sum()
 
 
 def _postfix(sums, updates, seen: Throughput, epoch_start) -> dict:
-    out = {f"{seen.unit}/s": f"{seen.count / max(time.time() - epoch_start, 1e-9):.0f}"}
+    out = {f"{seen.unit}/s": f"{float(seen.count) / max(time.time() - epoch_start, 1e-9):.0f}"}
     for key in ("loss", "rec", "kl", "kl_weight"):
         if key in sums:
             out[key] = f"{float(sums[key]) / updates:.3g}"

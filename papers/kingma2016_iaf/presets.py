@@ -64,9 +64,9 @@ record is the best-validation checkpoint of epoch 24, scored with `--finish-dive
 divergences are in its `train.stopped_by_divergence`. Even that checkpoint draws runaways:
 its test KL over 100 draws per image averages 2.5e4 nats, so its Monte Carlo ELBO is that of
 a few draws, while its IW-NLL (84.98; a runaway draw gets a weight of about exp(-KL)) is not
-moved by them. Untested remedies: the official code's
-0.1 scale on the flow's outputs (card) or weight normalisation in the MADE (as in the official
-code); either changes every IAF MNIST row, so the whole table would rerun (about 6 CPU hours).
+moved by them. Untested remedies: the official code's 0.1 scale on the flow's outputs (card)
+or weight normalisation in the MADE (as in the official code); either changes every IAF MNIST
+row, so the whole table would rerun (about 6 CPU hours).
 """
 from __future__ import annotations
 
