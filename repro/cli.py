@@ -109,25 +109,19 @@ def cmd_eval(args) -> int:
 
     import torch
 
-    from repro.config import RunConfig, apply_overrides
-    from repro.data import load_corpus
     from repro.evaluate import evaluate_corpus
     from repro.registry import get_paper
-    from repro.train import pick_device
+    from repro.runs import load_trained
     run_dir = Path(args.run_dir)
     if args.record and any(not o.strip().startswith("eval.") for o in args.overrides):
         raise ConfigError("--record re-scores a trained run: only eval.* options may change "
                           f"(got {args.overrides}); train a new run to change anything else")
     started = time.time()
-    raw = json.loads((run_dir / "config.json").read_text())
-    variant = get_paper(raw["paper"]).variant(raw["variant"])
-    cfg = apply_overrides(RunConfig.from_dict(raw, variant.model_config), args.overrides)
-    device = pick_device(cfg.train.device)
+    cfg, corpus, model = load_trained(run_dir, args.overrides)
+    device = next(model.parameters()).device
+    variant = get_paper(cfg.paper).variant(cfg.variant)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    corpus = load_corpus(cfg.data)
-    model = variant.build(cfg, corpus).to(device)
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
     result = evaluate_corpus(model, corpus, cfg.eval, device=device, seed=cfg.seed,
                              batch_size=cfg.data.eval_batch_size, progress=not args.quiet)
     metrics = result.prefixed(cfg.eval.split)

@@ -124,15 +124,8 @@ def format_qualitative(result: dict) -> str:
 
 def print_samples(run_dir: Path, num: int = 5, seed: int = 0) -> None:
     """`repro sample`: load a run's best checkpoint and print its qualitative outputs."""
-    from repro.config import RunConfig
-    from repro.data import load_corpus
-    from repro.registry import get_paper
-    raw = json.loads((Path(run_dir) / "config.json").read_text())
-    variant = get_paper(raw["paper"]).variant(raw["variant"])
-    cfg = RunConfig.from_dict(raw, variant.model_config)
-    corpus = load_corpus(cfg.data)
-    model = variant.build(cfg, corpus)
-    model.load_state_dict(torch.load(Path(run_dir) / "best.pt", map_location="cpu", weights_only=True))
+    from repro.runs import load_trained
+    cfg, corpus, model = load_trained(run_dir)
     if not getattr(model, "has_latent", False) or not hasattr(model, "decoder"):
-        raise SystemExit(f"{raw['paper']}/{raw['variant']} has no latent decoder to sample from")
+        raise SystemExit(f"{cfg.paper}/{cfg.variant} has no latent decoder to sample from")
     print(format_qualitative(qualitative(model, corpus, num=num, seed=seed)))

@@ -26,6 +26,30 @@ class RunStatus:
     resume: str               # the command that continues an interrupted or diverged run
 
 
+def load_trained(run_dir: Path, overrides=(), device=None):
+    """A trained run's config (the one it trained with, plus `overrides`), its corpus, and its
+    model holding the best-validation parameters (`best.pt`) on `device` (default: the config's
+    `train.device`)."""
+    import torch
+
+    from repro.config import RunConfig, apply_overrides
+    from repro.data import load_corpus
+    from repro.registry import get_paper
+    from repro.train import pick_device
+    run_dir = Path(run_dir)
+    if not (run_dir / "best.pt").exists():
+        raise FileNotFoundError(f"{run_dir} has no best.pt: it is not a trained run folder, or its "
+                                "first epoch has not finished (`repro runs` lists what there is)")
+    raw = json.loads((run_dir / "config.json").read_text())
+    variant = get_paper(raw["paper"]).variant(raw["variant"])
+    cfg = apply_overrides(RunConfig.from_dict(raw, variant.model_config), list(overrides))
+    device = pick_device(cfg.train.device) if device is None else torch.device(device)
+    corpus = load_corpus(cfg.data)
+    model = variant.build(cfg, corpus).to(device)
+    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
+    return cfg, corpus, model
+
+
 def lock_held(lock: Path) -> bool:
     """Whether a live process holds the trainer's flock on `lock`. Read from /proc/locks where
     there is one, so that looking never takes the lock from a run that is just starting."""

@@ -2,6 +2,7 @@
 inside both models, Kingma's free bits on the flow's per-dimension KL, the variants' configs
 against the paper card, the reported numbers, a smoke reproduction of every runnable variant,
 and the qualitative claims checked on the records of the real (cpu) run."""
+import itertools
 import json
 import math
 from dataclasses import replace
@@ -12,6 +13,8 @@ from torch import distributions as D
 
 from papers.kingma2016_iaf.model import IAFTextVAE, ImageVAE, build
 from papers.kingma2016_iaf.presets import FREE_BITS_LAMBDA, ROWS, SWEEP_LAMBDAS
+from papers.kingma2016_iaf import runaways
+from papers.kingma2016_iaf.runaways import count_runaways, single_draw_kl
 from repro.config import FreeBitsConfig, RunConfig, apply_overrides
 from repro.data import load_corpus
 from repro.models import TextVAE
@@ -110,6 +113,36 @@ def test_image_vae_posterior_is_the_gaussian_or_the_iaf_reading_the_encoder_feat
     assert isinstance(model, ImageVAE) and isinstance(posterior, IAFPosterior)
     assert len(model.flow.steps) == 8
     assert torch.equal(posterior.context, features) and torch.equal(posterior.base.mu, mu)
+
+
+def test_runaway_count_finds_draws_a_closed_gate_sends_far_out_and_none_in_a_fresh_flow():
+    model, corpus = smoke_model("mnist-iaf-d8-w1920")
+    images = 12
+    batches = lambda: itertools.islice(corpus.batches("test", 4, shuffle=False), 3)   # noqa: E731
+    calm = count_runaways(model, batches(), draws=20)
+    assert calm.above[1e3] == (0, 0) and calm.mean < 100
+
+    last = model.flow.steps[-1].made.output
+    d = model.cfg.latent_size
+    with torch.no_grad():
+        last.bias[:d] = 1e4           # m: every draw's shift far out ...
+        last.bias[d:] = -50.0         # ... s: and the gate closed, so z' follows m
+    runaway = count_runaways(model, batches(), draws=20)
+    assert runaway.above[1e6] == (images * 20, images)
+    assert runaway.worst[0][1] > d * 0.5 * 1e8 * 0.99     # z ~ 1e4 in each coordinate
+    assert {i for i, _ in runaway.worst} <= set(range(images))
+
+
+def test_single_draw_kl_in_chunks_scores_each_draw_of_each_example():
+    model, corpus = smoke_model("mnist-iaf-d2-w320")
+    model.eval()
+    batch = next(corpus.batches("test", 3, shuffle=False))
+    kl = single_draw_kl(model, batch, draws=10, generator=torch.Generator().manual_seed(0), chunk=12)
+    assert kl.shape == (3, 10) and torch.isfinite(kl).all()
+    # Unchunked, each column is one draw's log q(z|x) - log p(z), as the posterior scores it.
+    one = single_draw_kl(model, batch, draws=10, generator=torch.Generator().manual_seed(1))
+    z, log_q = model.posterior(batch).rsample(10, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(one, (log_q - model.prior(batch).log_prob(z)).T)
 
 
 def test_iaf_text_vae_keeps_textvaes_gaussian_and_reads_the_last_lstm_state():
@@ -276,10 +309,12 @@ def test_reported_numbers_are_the_cards():
 
 # --- smoke reproduction --------------------------------------------------------------------
 
-def test_smoke_reproduction_of_every_runnable_variant(tmp_path, monkeypatch):
+def test_smoke_reproduction_of_every_runnable_variant(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("repro.train.load_corpus", cached_corpus)
+    monkeypatch.setattr("repro.data.load_corpus", cached_corpus)   # what `load_trained` reads
     # The trainer's training-curve figure (tested with the trainer) would be 60% of this test.
     monkeypatch.setattr("repro.plots.plot_training", lambda history, path, title="": path)
+    run_dirs = {}
     for variant, row in ROWS.items():
         result = train(config(variant, "smoke"), runs_root=tmp_path, records_root=tmp_path / "records",
                        track=False, progress=False)
@@ -292,6 +327,15 @@ def test_smoke_reproduction_of_every_runnable_variant(tmp_path, monkeypatch):
         assert (result.run_dir / "samples.json").is_file() == (row.dataset == "ptb")
         speed = "tokens_per_s" if row.dataset == "ptb" else "examples_per_s"  # images have no tokens
         assert all(epoch[speed] > 0 for epoch in result.history), variant
+        run_dirs[variant] = result.run_dir
+    capsys.readouterr()
+    runaways.main([str(run_dirs["mnist-iaf-d2-w320"]), "--images", "3", "5", "--draws", "7"])
+    report = capsys.readouterr().out
+    assert report.startswith("2 images x 7 fresh draws") and "image 3" in report and "image 5" in report
+    with pytest.raises(SystemExit):
+        runaways.main([str(run_dirs["mnist-diag"])])      # a Gaussian posterior has no flow
+    with pytest.raises(SystemExit):
+        runaways.main([str(run_dirs["ptb-iaf"])])         # the diagnostic reads image batches
 
 
 # --- the real run's records ----------------------------------------------------------------

@@ -10,7 +10,7 @@ from repro import train as train_mod
 from repro.cli import main
 from repro.config import apply_overrides
 from repro.registry import resolve
-from repro.runs import find_runs, run_status
+from repro.runs import find_runs, load_trained, run_status
 
 
 def _cfg(seed=0):
@@ -85,3 +85,9 @@ def test_the_cli_prints_every_run(tmp_path, capsys, monkeypatch):
     assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| bowman2016/vae/smoke/seed0 | interrupted | 1/2 |" in out and "resume: repro train" in out
+
+
+def test_load_trained_says_what_is_missing_where_a_run_has_no_best_checkpoint(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="no best.pt"):
+        load_trained(tmp_path)
