@@ -380,10 +380,13 @@ def write_figures(dataset: str, out_dir: Path, root: Path = RECORDS_DIR) -> list
         recs = [r for r in records if r["preset"] == preset]
         nll, kl, mi = (metric_samples(recs, m) for m in ("nll", "kl", "mi"))
         title = f"{dataset}, {preset}"
-        paths.append(plots.plot_rate_distortion(kl, nll, out_dir / f"{preset}_nll_vs_kl.png", title))
+        styles = plots.method_styles({method_name(r) for r in recs})
+        paths.append(plots.plot_rate_distortion(kl, nll, out_dir / f"{preset}_nll_vs_kl.png", title,
+                                                styles))
         paths.append(plots.plot_over_training(_histories(recs), ("val/kl", "val/au"),
-                                              out_dir / f"{preset}_kl_au_training.png", title))
-        paths.append(plots.plot_per_method(mi, "MI (nats)", out_dir / f"{preset}_mi.png", title))
+                                              out_dir / f"{preset}_kl_au_training.png", title, styles))
+        paths.append(plots.plot_per_method(mi, "MI (nats)", out_dir / f"{preset}_mi.png", title,
+                                           styles))
     return paths
 
 

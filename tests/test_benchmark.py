@@ -1,9 +1,10 @@
 import json
 import math
 
+import matplotlib.colors
 import pytest
 
-from repro import benchmark, tables
+from repro import benchmark, plots, tables
 from repro.cli import main
 from repro.config import ConfigError
 from repro.registry import resolve
@@ -166,6 +167,60 @@ def test_repro_table_writes_and_checks_the_benchmark(tmp_path):
     assert tables.check(tmp_path, tmp_path / "results") == []
     table.write_text(table.read_text().replace("110.50", "100.50"))
     assert tables.check(tmp_path, tmp_path / "results") == [f"{table} differs from its records"]
+
+
+def test_each_method_gets_its_own_look_and_a_papers_variants_share_a_marker():
+    names = [f"paper{p}/variant{v}" for p in range(5) for v in range(4)]
+    styles = plots.method_styles(names)
+    assert len({(st["color"], st["marker"]) for st in styles.values()}) == len(names)
+    for p in range(5):
+        assert len({styles[f"paper{p}/variant{v}"]["marker"] for v in range(4)}) == 1
+    assert len({styles[f"paper{p}/variant0"]["marker"] for p in range(5)}) == 5
+
+
+def _figures(monkeypatch) -> list:
+    """The matplotlib figures the plotting functions would have saved, kept open to inspect."""
+    kept = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, title, dpi=120: kept.append(fig) or path)
+    return kept
+
+
+def test_rate_distortion_zooms_in_on_the_crowd_only_when_some_methods_lie_far_above_it(
+        monkeypatch, tmp_path):
+    kept = _figures(monkeypatch)
+    crowd = {"a/x": [107.0, 107.2], "a/y": [108.0, 108.1], "b/x": [110.0, 110.4]}
+    kl = {"a/x": [0.0, 0.0], "a/y": [5.0, 6.0], "b/x": [1.0, 1.0], "c/far": [30.0, 31.0]}
+    plots.plot_rate_distortion(kl, crowd, tmp_path / "one.png")
+    plots.plot_rate_distortion(kl, {**crowd, "c/far": [140.0, 141.0]}, tmp_path / "two.png")
+    (only,), (everything, zoomed) = kept[0].axes, kept[1].axes
+    labels = lambda ax: sorted(c.get_label() for c in ax.containers)   # noqa: E731
+    assert labels(only) == ["a/x", "a/y", "b/x"]
+    assert labels(everything) == ["a/x", "a/y", "b/x", "c/far"]
+    assert labels(zoomed) == ["a/x", "a/y", "b/x"]
+
+
+def test_a_method_has_the_same_colour_in_every_benchmark_figure(monkeypatch, tmp_path):
+    kept = _figures(monkeypatch)
+    history = [{"epoch": 1, "step": 10, "val/kl": 1.0, "val/au": 2},
+               {"epoch": 2, "step": 20, "val/kl": 2.0, "val/au": 3}]
+    # The language model has no KL: it must not shift the other methods' colours in the
+    # training curves, which only the latent-variable methods draw.
+    lm_history = [{"epoch": 1, "step": 10, "val/nll": 111.0}]
+    _write(tmp_path, {**_record("bowman2016/rnnlm", 0, 111.0, 0.0, history=lm_history),
+                      "metrics": {"test/nll": 111.0}})
+    for seed in (0, 1):
+        for method in ("bowman2016/vae", "kingma2016_iaf/ptb-iaf-fb"):
+            _write(tmp_path, _record(method, seed, 110.0 + seed, 0.1, history=history))
+    benchmark.write_figures("ptb", tmp_path / "figures", tmp_path)
+    rate_distortion, training, mi = kept
+    point = {c.get_label(): c.lines[0].get_color() for c in rate_distortion.axes[0].containers}
+    curve = {line.get_label(): line.get_color() for line in training.axes[0].lines}
+    bars = dict(zip([t.get_text() for t in mi.axes[0].get_yticklabels()],
+                    [matplotlib.colors.to_hex(b.get_facecolor()) for b in mi.axes[0].patches]))
+    for method in ("bowman2016/vae", "kingma2016_iaf/ptb-iaf-fb"):
+        assert matplotlib.colors.to_hex(point[method]) == matplotlib.colors.to_hex(curve[method])
+        assert bars[method] == matplotlib.colors.to_hex(curve[method])
+    assert point["bowman2016/vae"] != point["kingma2016_iaf/ptb-iaf-fb"]
 
 
 # ---- for real ---------------------------------------------------------------------------------
