@@ -307,6 +307,7 @@ def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
                   f"Reductions: {proto.reductions}.", ""]
     lines += [line for note in reading_notes(records) for line in (note, "")]
     samples = {m: metric_samples(records, m) for m in SUMMARY_METRICS}
+    repeats = identical_methods(records)
     # Ties (the same model reached by two papers' presets) fall back to the name, so the table
     # does not depend on the set's hash order.
     names = sorted({method_name(r) for r in records},
@@ -317,16 +318,50 @@ def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
     for name in names:
         cells = [_cell(summarize(samples[m][name]) if name in samples[m] else None)
                  for m in SUMMARY_METRICS]
-        lines.append(f"| {name} | {', '.join(map(str, seeds[name]))} | " + " | ".join(cells) + " |")
+        shown = f"{name} (= {repeats[name]})" if name in repeats else name
+        lines.append(f"| {shown} | {', '.join(map(str, seeds[name]))} | " + " | ".join(cells) + " |")
     lines.append("")
     lines += _mixed_mi_scoring(records)
+    lines += _identical_note(repeats, seeds)
     for metric in TESTED_METRICS:
-        lines += _render_tests(metric, pairwise(samples[metric]))
+        tested = {n: v for n, v in samples[metric].items() if n not in repeats}
+        lines += _render_tests(metric, pairwise(tested))
     walls = [r["wall_time_s"] for r in records]
     lines += [f"Records: {len(records)}; total wall time {sum(walls) / 3600:.1f} h; commits: "
               f"{describe_commits(records)}; hardware: "
               f"{', '.join(sorted({r['hardware'].get('device', '?') for r in records}))}.", ""]
     return lines
+
+
+def identical_methods(records: list[dict]) -> dict[str, str]:
+    """Methods whose records repeat another's bit for bit, `{repeat: first}` (first by name):
+    the same seeds and, at each, the same value of every test metric. That is the same model
+    and training reached through two papers' presets (their configs differ only in settings
+    that do nothing under the protocol), not two results that happen to agree."""
+    runs: dict[str, list] = {}
+    for rec in records:
+        runs.setdefault(method_name(rec), []).append(
+            (rec["seed"], tuple(sorted(rec["metrics"].items()))))
+    first_by_runs: dict[tuple, str] = {}
+    repeats = {}
+    for name in sorted(runs):
+        key = tuple(sorted(runs[name]))
+        if key in first_by_runs:
+            repeats[name] = first_by_runs[key]
+        else:
+            first_by_runs[key] = name
+    return repeats
+
+
+def _identical_note(repeats: dict[str, str], seeds: dict[str, list[int]]) -> list[str]:
+    if not repeats:
+        return []
+    pairs = [f"{repeat} repeats {first} at seeds {', '.join(map(str, seeds[repeat]))}"
+             for repeat, first in sorted(repeats.items())]
+    return [f"Identical records: {'; '.join(pairs)}, every test metric bit for bit. Under this "
+            "protocol they are one model and one training, reached through two papers' presets. "
+            "Both rows stay in the table; the pairwise tests count each such method once, under "
+            "its first name.", ""]
 
 
 def _mixed_mi_scoring(records: list[dict]) -> list[str]:

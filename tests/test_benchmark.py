@@ -120,8 +120,8 @@ def test_methods_tied_on_nll_are_listed_by_name(tmp_path):
     """Two papers' presets can reach the same model (Kingma's ptb-gauss is Bowman's VAE at the
     shared sizes): equal means must not leave the row order to a set's hash order."""
     names = ["yang2017_dilated_cnn/lstm-vae", "bowman2016/vae", "kingma2016_iaf/ptb-gauss"]
-    for name in names:
-        _write(tmp_path, _record(name, 0, 100.0, 1.0))
+    for i, name in enumerate(names):   # tied on NLL; the KLs keep them from being repeats
+        _write(tmp_path, _record(name, 0, 100.0, 1.0 + i))
     rows = [line.split(" | ")[0][2:] for line in benchmark.render("ptb", tmp_path).splitlines()
             if line.startswith("| ") and line.split(" | ")[0][2:] in names]
     assert rows == sorted(names)
@@ -152,6 +152,25 @@ def test_a_table_whose_runs_scored_mi_differently_says_which_runs(tmp_path):
     assert ("MI was not scored the same way for every run, so its cells mix estimators or pools: "
             "analytic, dataset pool of 500 (bowman2016/vae seed 2); paired, dataset pool of 3761 "
             "(bowman2016/vae seed 0, bowman2016/vae seed 1).") in benchmark.render("ptb", tmp_path)
+
+
+def test_a_method_that_repeats_another_bit_for_bit_is_named_and_tested_once(tmp_path):
+    for seed in (0, 1, 2):
+        for method in ("bowman2016/vae", "kingma2016_iaf/ptb-gauss"):      # the same model
+            _write(tmp_path, _record(method, seed, 107.0 + seed / 10, 0.01))
+        _write(tmp_path, _record("kingma2016_iaf/ptb-gauss-fb", seed, 108.0 + seed / 10, 7.0))
+        # Equal at two seeds of three is agreement, not a repeat.
+        nll = 107.0 + seed / 10 + (seed == 2)
+        _write(tmp_path, _record("chen2017_vlae/ptb-gauss", seed, nll, 0.01))
+    records = benchmark.load_records(benchmark.records_root("ptb", tmp_path))
+    assert benchmark.identical_methods(records) == {"kingma2016_iaf/ptb-gauss": "bowman2016/vae"}
+    table = benchmark.render("ptb", tmp_path)
+    assert "| kingma2016_iaf/ptb-gauss (= bowman2016/vae) | 0, 1, 2 |" in table
+    assert ("Identical records: kingma2016_iaf/ptb-gauss repeats bowman2016/vae at seeds 0, 1, 2"
+            in table)
+    # Three methods left to compare: three pairs, none of them the repeat.
+    assert "Pairwise Welch's t-tests on `nll`: " in table and " of 3 differences" in table
+    assert "| kingma2016_iaf/ptb-gauss | " not in table.split("every pair")[1]
 
 
 def test_repro_table_writes_and_checks_the_benchmark(tmp_path):
