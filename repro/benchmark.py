@@ -156,7 +156,8 @@ def presets_for(variant) -> dict:
 
 
 def methods(only: list[str] | None = None) -> list[tuple[str, str]]:
-    """(paper, variant) of every benchmarked variant, or of those named `paper/variant` in `only`."""
+    """(paper, variant) of every benchmarked variant in the registry's order, or of those named
+    `paper/variant` in `only`, in the order named (so a session can run the most wanted first)."""
     from repro.config import ConfigError
     from repro.registry import load_papers
     every = [(p.name, v.name) for p in load_papers().values() for v in p.variants.values()
@@ -166,7 +167,7 @@ def methods(only: list[str] | None = None) -> list[tuple[str, str]]:
     unknown = sorted(set(only) - {f"{p}/{v}" for p, v in every})
     if unknown:
         raise ConfigError(f"not benchmarked: {unknown}; choose from {[f'{p}/{v}' for p, v in every]}")
-    return [(p, v) for p, v in every if f"{p}/{v}" in only]
+    return [tuple(name.split("/", 1)) for name in dict.fromkeys(only)]
 
 
 def records_root(dataset: str, root: Path = RECORDS_DIR) -> Path:

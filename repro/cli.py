@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=("ptb", "synthetic"))
     p.add_argument("--scale", default="cpu", choices=("smoke", "cpu", "paper"),
                    help="the protocol's size (repro/benchmark.py): smoke (tests), cpu, paper (GPU)")
-    p.add_argument("--methods", nargs="*", metavar="PAPER/VARIANT", help="only these methods")
+    p.add_argument("--methods", nargs="*", metavar="PAPER/VARIANT", help="only these methods, run in this order")
     p.add_argument("--seeds", nargs="*", type=int, default=None, help="default: 0 1 2")
     _add_run_options(p, preset=False)   # the protocol names the preset
     add_sweep_arguments(p)

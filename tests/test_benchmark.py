@@ -104,6 +104,15 @@ def test_every_benchmarked_method_runs_on_single_sentences():
         benchmark.methods(["bowman2016/rnnlm-inputless"])
 
 
+def test_named_methods_run_in_the_order_named_each_once():
+    named = ["kingma2016_iaf/ptb-iaf", "bowman2016/vae", "kingma2016_iaf/ptb-iaf"]
+    assert benchmark.methods(named) == [("kingma2016_iaf", "ptb-iaf"), ("bowman2016", "vae")]
+    jobs = benchmark.jobs(benchmark.protocol("ptb", "smoke"), [0, 1], named, [])
+    assert [(j.paper, j.variant, j.seed) for j in jobs] == [
+        ("kingma2016_iaf", "ptb-iaf", 0), ("kingma2016_iaf", "ptb-iaf", 1),
+        ("bowman2016", "vae", 0), ("bowman2016", "vae", 1)]
+
+
 def test_table_ranks_methods_and_reports_tests(tmp_path):
     for seed, (nll_a, nll_b) in enumerate([(100.0, 110.0), (101.0, 110.5), (102.0, 112.0)]):
         _write(tmp_path, _record("bowman2016/vae", seed, nll_b, 0.0))
