@@ -306,6 +306,7 @@ def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
                   f"batch {proto.data.batch_size}; IW-NLL K = {proto.eval.iw_samples}, MI pool "
                   f"`{proto.eval.mi_pool}`, AU threshold {proto.eval.au_threshold}. "
                   f"Reductions: {proto.reductions}.", ""]
+        lines += coverage(proto, records)
     lines += [line for note in reading_notes(records) for line in (note, "")]
     samples = {m: metric_samples(records, m) for m in SUMMARY_METRICS}
     repeats = identical_methods(records)
@@ -332,6 +333,30 @@ def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
               f"{describe_commits(records)}; hardware: "
               f"{', '.join(sorted({r['hardware'].get('device', '?') for r in records}))}.", ""]
     return lines
+
+
+def coverage(proto: Protocol, records: list[dict]) -> list[str]:
+    """Which benchmarked methods the table holds at every protocol seed, which at some, and which
+    not at all, so that a reader of an unfinished benchmark sees what is missing from it."""
+    wanted = [f"{paper}/{variant}" for paper, variant in methods()]
+    seeds = {name: sorted({r["seed"] for r in records if method_name(r) == name}) for name in wanted}
+    complete = [n for n in wanted if set(proto.seeds) <= set(seeds[n])]
+    partial = [f"{n} ({', '.join(map(str, seeds[n]))})" for n in wanted
+               if seeds[n] and n not in complete]
+    missing = [n for n in wanted if not seeds[n]]
+    protocol_seeds = ", ".join(map(str, proto.seeds))
+    if len(complete) == len(wanted):
+        return [f"Coverage: all {len(wanted)} benchmarked methods have every protocol seed "
+                f"({protocol_seeds}).", ""]
+    line = (f"Coverage: this benchmark is unfinished. {len(complete)} of {len(wanted)} benchmarked "
+            f"methods have every protocol seed ({protocol_seeds}).")
+    if partial:
+        line += f" With fewer seeds ({len(partial)}): {', '.join(partial)}."
+    if missing:
+        line += f" Not run yet ({len(missing)}): {', '.join(missing)}."
+    line += (f" `repro benchmark {proto.dataset} --scale {proto.scale} --plan` lists the jobs "
+             "left.")
+    return [line, ""]
 
 
 def identical_methods(records: list[dict]) -> dict[str, str]:

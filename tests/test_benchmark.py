@@ -182,6 +182,27 @@ def test_a_method_that_repeats_another_bit_for_bit_is_named_and_tested_once(tmp_
     assert "| kingma2016_iaf/ptb-gauss | " not in table.split("every pair")[1]
 
 
+def test_an_unfinished_benchmark_names_the_methods_it_lacks_and_a_finished_one_says_so(
+        tmp_path, monkeypatch):
+    for seed in (0, 1, 2):
+        _write(tmp_path, _record("bowman2016/vae", seed, 107.0 + seed, 0.01))
+    _write(tmp_path, _record("bowman2016/rnnlm", 1, 108.0, 0.0))
+    every = [f"{p}/{v}" for p, v in benchmark.methods()]
+    coverage = next(line for line in benchmark.render("ptb", tmp_path).splitlines()
+                    if line.startswith("Coverage: "))
+    assert coverage.startswith(f"Coverage: this benchmark is unfinished. 1 of {len(every)} "
+                               "benchmarked methods have every protocol seed (0, 1, 2). "
+                               "With fewer seeds (1): bowman2016/rnnlm (1). "
+                               f"Not run yet ({len(every) - 2}): ")
+    not_run = coverage.split("): ")[-1].split(". `repro")[0].split(", ")
+    assert not_run == [n for n in every if n not in ("bowman2016/vae", "bowman2016/rnnlm")]
+    assert coverage.endswith("`repro benchmark ptb --scale cpu --plan` lists the jobs left.")
+
+    monkeypatch.setattr(benchmark, "methods", lambda: [("bowman2016", "vae")])
+    assert ("Coverage: all 1 benchmarked methods have every protocol seed (0, 1, 2)."
+            in benchmark.render("ptb", tmp_path))
+
+
 def test_repro_table_writes_and_checks_the_benchmark(tmp_path):
     history = [{"epoch": 1, "step": 10, "val/kl": 1.0, "val/au": 2},
                {"epoch": 2, "step": 20, "val/kl": 2.0, "val/au": 3}]
