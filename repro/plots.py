@@ -70,21 +70,27 @@ ZOOM_NLL_NATS = 6.0
 
 def plot_rate_distortion(rate: dict[str, list[float]], nll: dict[str, list[float]], path: Path,
                          title: str = "", styles: dict[str, dict] | None = None) -> Path:
-    """One point per method: mean KL (rate) against mean NLL, bars one std over seeds. Where
-    some methods lie far above the best, a second panel shows those within `ZOOM_NLL_NATS` of
-    it, where most methods crowd."""
+    """One point per method: mean KL (rate) against mean NLL, bars one std over seeds. A method
+    with an NLL and no KL (a language model, no latent) is a dashed line at its mean NLL: the
+    likelihood a latent variable has to beat. Where some methods lie far above the best, a
+    second panel shows those within `ZOOM_NLL_NATS` of it, where most methods crowd."""
     names = sorted(set(rate) & set(nll))
     points = {n: (_mean_std(rate[n]), _mean_std(nll[n])) for n in names}
+    references = {n: _mean_std(nll[n])[0] for n in sorted(set(nll) - set(rate))}
     best = min((y for _, (y, _) in points.values()), default=0.0)
     near = [n for n in names if points[n][1][0] <= best + ZOOM_NLL_NATS]
     panels = [names] + ([near] if 0 < len(near) < len(names) else [])
-    styles = styles or method_styles(names)
+    styles = styles or method_styles([*names, *references])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
     for ax, shown in zip(axes[0], panels):
         for name in shown:
             (x, dx), (y, dy) = points[name]
             ax.errorbar(x, y, xerr=dx, yerr=dy, capsize=2, linestyle="none", label=name,
                         **styles[name])
+        for name, y in references.items():
+            if ax is axes[0][0] or y <= best + ZOOM_NLL_NATS:
+                ax.axhline(y, color=styles[name]["color"], linestyle="--", linewidth=1,
+                           label=f"{name} (no latent)")
         ax.set_xlabel("KL(q(z|x) || p(z)) per sentence (nats)")
         ax.set_ylabel("NLL per sentence (nats)")
     if len(panels) > 1:

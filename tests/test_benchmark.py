@@ -248,6 +248,22 @@ def test_rate_distortion_zooms_in_on_the_crowd_only_when_some_methods_lie_far_ab
     assert labels(zoomed) == ["a/x", "a/y", "b/x"]
 
 
+def test_a_method_without_a_latent_is_a_reference_line_in_the_panels_whose_range_it_is_in(
+        monkeypatch, tmp_path):
+    kept = _figures(monkeypatch)
+    kl = {"a/x": [0.0, 0.0], "a/y": [5.0, 6.0], "c/far": [30.0, 31.0]}
+    nll = {"a/x": [107.0, 107.2], "a/y": [108.0, 108.1], "c/far": [140.0, 141.0],
+           "lm/near": [107.5, 107.7], "lm/far": [150.0, 150.0]}
+    plots.plot_rate_distortion(kl, nll, tmp_path / "rd.png")
+    everything, zoomed = kept[0].axes
+    lines = lambda ax: {ln.get_label(): ln.get_ydata()[0] for ln in ax.get_lines()  # noqa: E731
+                        if "no latent" in ln.get_label()}
+    assert lines(everything) == pytest.approx({"lm/far (no latent)": 150.0,
+                                               "lm/near (no latent)": 107.6})
+    assert lines(zoomed) == pytest.approx({"lm/near (no latent)": 107.6})
+    assert "lm/near" not in {c.get_label() for c in everything.containers}
+
+
 def test_a_method_has_the_same_colour_in_every_benchmark_figure(monkeypatch, tmp_path):
     kept = _figures(monkeypatch)
     history = [{"epoch": 1, "step": 10, "val/kl": 1.0, "val/au": 2},
