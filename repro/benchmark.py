@@ -21,6 +21,7 @@ import dataclasses
 import itertools
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -447,8 +448,24 @@ def write_figures(dataset: str, out_dir: Path, root: Path = RECORDS_DIR) -> list
         paths.append(plots.plot_over_training(_histories(recs), ("val/kl", "val/au"),
                                               out_dir / f"{preset}_kl_au_training.png", title, styles))
         paths.append(plots.plot_per_method(mi, "MI (nats)", out_dir / f"{preset}_mi.png", title,
-                                           styles))
+                                           styles, caveats=unusual_mi_scoring(recs)))
     return paths
+
+
+def unusual_mi_scoring(records: list[dict]) -> dict[str, str]:
+    """`{method: how its MI was scored}` for the methods whose records did not all score it the
+    way most records did (another estimator, pool or pool size, so another ceiling)."""
+    scoring = {(method_name(r), r["seed"]): mi_scoring(r) for r in records}
+    counts = Counter(s for s in scoring.values() if s is not None)
+    if len(counts) < 2:
+        return {}
+    usual = counts.most_common(1)[0][0]
+    by_method: dict[str, set[str]] = {}
+    for (name, _), way in scoring.items():
+        if way is not None:
+            by_method.setdefault(name, set()).add(way)
+    return {name: "MI: " + "; ".join(sorted(ways)) for name, ways in by_method.items()
+            if ways != {usual}}
 
 
 def _histories(records: list[dict]) -> dict[str, list[list[dict]]]:

@@ -118,14 +118,19 @@ def plot_over_training(histories: dict[str, list[list[dict]]], keys: tuple[str, 
 
 
 def plot_per_method(values: dict[str, list[float]], label: str, path: Path, title: str = "",
-                    styles: dict[str, dict] | None = None) -> Path:
-    """A horizontal bar per method: the mean over seeds, with one std."""
+                    styles: dict[str, dict] | None = None,
+                    caveats: dict[str, str] | None = None) -> Path:
+    """A horizontal bar per method: the mean over seeds, with one std. A method's caveat (its
+    value measured differently from the rest) is printed under its name."""
     names = sorted(values)
     stats = [_mean_std(values[n]) for n in names]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.5))
+    caveats = caveats or {}
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 0.2 * len(caveats) + 1.5))
     styles = styles or method_styles(names)
     ax.barh(names, [m for m, _ in stats], xerr=[s for _, s in stats], capsize=2,
             color=[styles[n]["color"] for n in names])
+    ax.set_yticks(range(len(names)),
+                  [f"{n}\n({caveats[n]})" if n in caveats else n for n in names])
     ax.invert_yaxis()                                  # alphabetical from the top
     ax.set_xlabel(label)
     ax.tick_params(axis="y", labelsize=6)

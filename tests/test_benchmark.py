@@ -264,6 +264,24 @@ def test_a_method_without_a_latent_is_a_reference_line_in_the_panels_whose_range
     assert "lm/near" not in {c.get_label() for c in everything.containers}
 
 
+def test_the_mi_figure_names_under_a_method_the_mi_scoring_that_differs_from_most(
+        monkeypatch, tmp_path):
+    kept = _figures(monkeypatch)
+    usual = {"split": "test", "metrics": ["nll", "mi"], "mi_estimator": "paired",
+             "mi_pool": "dataset", "mi_pool_size": 3761}
+    per_batch = {**usual, "mi_pool": "batch", "mi_pool_size": 64}
+    for seed in (0, 1):
+        for method in ("bowman2016/vae", "chen2017_vlae/ptb-af"):
+            _write(tmp_path, {**_record(method, seed, 107.0, 1.0), "eval": usual})
+        _write(tmp_path, {**_record("goyal2017_zforcing/ptb-srnn", seed, 107.0, 1.0),
+                          "eval": per_batch})
+    benchmark.write_figures("ptb", tmp_path / "figures", tmp_path)
+    mi_axes = kept[-1].axes[0]
+    assert [t.get_text() for t in mi_axes.get_yticklabels()] == [
+        "bowman2016/vae", "chen2017_vlae/ptb-af",
+        "goyal2017_zforcing/ptb-srnn\n(MI: paired, batch pool of 64)"]
+
+
 def test_a_method_has_the_same_colour_in_every_benchmark_figure(monkeypatch, tmp_path):
     kept = _figures(monkeypatch)
     history = [{"epoch": 1, "step": 10, "val/kl": 1.0, "val/au": 2},
