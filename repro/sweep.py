@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import sys
 import time
 import traceback
@@ -182,19 +183,25 @@ def earlier_wall_time(job: Job, records_dir: Path) -> tuple[float, int] | None:
     """Mean wall time of the records of `job`'s variant and preset at any seed, and how many."""
     from repro.records import record_path
     seed0 = record_path(records_dir, job.paper, job.variant, job.preset, 0)
+    times = _wall_times(seed0.parent.glob(seed0.name.replace("__seed0.json", "__seed*.json")))
+    return (sum(times) / len(times), len(times)) if times else None
+
+
+def _wall_times(record_paths) -> list[float]:
     times = []
-    for path in seed0.parent.glob(seed0.name.replace("__seed0.json", "__seed*.json")):
+    for path in record_paths:
         try:
             times.append(float(json.loads(path.read_text())["wall_time_s"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    return (sum(times) / len(times), len(times)) if times else None
+    return times
 
 
 def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool) -> list[str]:
     """`--plan`: each job's state and what earlier records of its row took, run nothing. The
     times are the records' own, at whatever threads and load they ran under: a guide, no promise."""
-    rows, todo, known_s, unknown = [], 0, 0.0, 0
+    rows, todo, known_s = [], 0, 0.0
+    unknown: list[Job] = []
     for job in jobs:
         state = job_state(job, records_dir, runs_dir, resume)
         earlier = earlier_wall_time(job, records_dir)
@@ -203,11 +210,28 @@ def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool)
         if not state.startswith(("finished", "running")):
             todo += 1
             known_s += earlier[0] if earlier else 0.0
-            unknown += not earlier
+            unknown += [] if earlier else [job]
+    summary = (f"plan: the {todo - len(unknown)} to run with earlier records took "
+               f"{known_s / 3600:.1f} h of wall time between them; {len(unknown)} have none to go by")
     return ([f"plan: {len(jobs)} jobs, {len(jobs) - todo} finished or running elsewhere, {todo} to run"]
-            + rows
-            + [f"plan: the {todo - unknown} to run with earlier records took {known_s / 3600:.1f} h "
-               f"of wall time between them; {unknown} have none to go by"])
+            + rows + [summary] + _guess_for_unknown(unknown, records_dir))
+
+
+def _guess_for_unknown(unknown: list[Job], records_dir: Path) -> list[str]:
+    """A rough total for the jobs no record of their row times: each at the median wall time of
+    the records at its preset."""
+    by_preset: dict[str, int] = {}
+    for job in unknown:
+        by_preset[job.preset] = by_preset.get(job.preset, 0) + 1
+    lines = []
+    for preset, count in sorted(by_preset.items()):
+        times = _wall_times(Path(records_dir).rglob(f"*__{preset}__seed*.json"))
+        if times:
+            median = statistics.median(times)
+            lines.append(f"plan: at the median of {len(times)} record(s) at {preset} "
+                         f"({median / 60:.0f} min), those {count} would take about "
+                         f"{count * median / 3600:.1f} h more")
+    return lines
 
 
 @dataclass

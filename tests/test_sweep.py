@@ -378,6 +378,19 @@ def test_a_record_scored_under_another_evaluation_is_re_evaluated_not_retrained(
     assert after["history"] == before["history"] and after["train"] == before["train"]
 
 
+def test_plan_prices_rows_without_records_at_the_median_run_of_their_preset(tmp_path):
+    records = tmp_path / "records"
+    for seed, wall in enumerate([60.0, 120.0, 6000.0]):     # the median ignores the outlier
+        path = records / PAPER / f"rnnlm__smoke__seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"wall_time_s": wall}))
+    jobs = [sweep.Job(PAPER, "vae-inputless", "smoke", seed, ()) for seed in range(3)]
+    lines = sweep.plan_lines(jobs, records, tmp_path / "runs", resume=True)
+    assert lines[-2].endswith("; 3 have none to go by")
+    assert lines[-1] == ("plan: at the median of 3 record(s) at smoke (2 min), those 3 would take "
+                         "about 0.1 h more")
+
+
 def test_plan_names_each_jobs_state_and_cost_and_runs_nothing(tmp_path, capsys):
     assert main(sweep_argv(tmp_path, "--jobs", "1", "--no-mlflow")) == 0
     # Seed 1 as if killed after its last epoch, before its record: an interrupted checkpoint.
