@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
@@ -210,7 +211,8 @@ def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool)
         if not state.startswith(("finished", "running")):
             todo += 1
             known_s += earlier[0] if earlier else 0.0
-            unknown += [] if earlier else [job]
+            if not earlier:
+                unknown.append(job)
     summary = (f"plan: the {todo - len(unknown)} to run with earlier records took "
                f"{known_s / 3600:.1f} h of wall time between them; {len(unknown)} have none to go by")
     return ([f"plan: {len(jobs)} jobs, {len(jobs) - todo} finished or running elsewhere, {todo} to run"]
@@ -218,11 +220,9 @@ def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool)
 
 
 def _guess_for_unknown(unknown: list[Job], records_dir: Path) -> list[str]:
-    """A rough total for the jobs no record of their row times: each at the median wall time of
-    the records at its preset."""
-    by_preset: dict[str, int] = {}
-    for job in unknown:
-        by_preset[job.preset] = by_preset.get(job.preset, 0) + 1
+    """A rough total for the jobs whose rows have no record to time them: each at the median
+    wall time of the records at its preset."""
+    by_preset = Counter(job.preset for job in unknown)
     lines = []
     for preset, count in sorted(by_preset.items()):
         times = _wall_times(Path(records_dir).rglob(f"*__{preset}__seed*.json"))
