@@ -342,7 +342,7 @@ def coverage(proto: Protocol, records: list[dict]) -> list[str]:
     wanted = [f"{paper}/{variant}" for paper, variant in methods()]
     seeds = {name: sorted({r["seed"] for r in records if method_name(r) == name}) for name in wanted}
     complete = [n for n in wanted if set(proto.seeds) <= set(seeds[n])]
-    partial = [f"{n} ({', '.join(map(str, seeds[n]))})" for n in wanted
+    partial = [f"{n} ({_seeds_phrase(seeds[n])})" for n in wanted
                if seeds[n] and n not in complete]
     missing = [n for n in wanted if not seeds[n]]
     protocol_seeds = ", ".join(map(str, proto.seeds))
@@ -383,7 +383,7 @@ def identical_methods(records: list[dict]) -> dict[str, str]:
 def _identical_note(repeats: dict[str, str], seeds: dict[str, list[int]]) -> list[str]:
     if not repeats:
         return []
-    pairs = [f"{repeat} repeats {first} at seeds {', '.join(map(str, seeds[repeat]))}"
+    pairs = [f"{repeat} repeats {first} at {_seeds_phrase(seeds[repeat])}"
              for repeat, first in sorted(repeats.items())]
     return [f"Identical records: {'; '.join(pairs)}, every test metric bit for bit. Under this "
             "protocol they are one model and one training, reached through two papers' presets. "
@@ -392,17 +392,32 @@ def _identical_note(repeats: dict[str, str], seeds: dict[str, list[int]]) -> lis
 
 
 def _mixed_mi_scoring(records: list[dict]) -> list[str]:
-    """A warning naming the runs under each way MI was scored, when the records differ in it."""
-    runs_by_scoring: dict[str, list[str]] = {}
+    """A warning, when the records differ in how MI was scored: the way most runs scored it, then
+    each other way with the methods (and their seeds) that used it."""
+    seeds_by_scoring: dict[str, dict[str, list[int]]] = {}
     for rec in sorted(records, key=lambda r: (method_name(r), r["seed"])):
         scoring = mi_scoring(rec)
         if scoring is not None:
-            runs_by_scoring.setdefault(scoring, []).append(f"{method_name(rec)} seed {rec['seed']}")
-    if len(runs_by_scoring) < 2:
+            seeds_by_scoring.setdefault(scoring, {}).setdefault(method_name(rec), []).append(
+                rec["seed"])
+    if len(seeds_by_scoring) < 2:
         return []
-    parts = [f"{scoring} ({', '.join(runs)})" for scoring, runs in sorted(runs_by_scoring.items())]
-    return [f"MI was not scored the same way for every run, so its cells mix estimators or pools: "
-            f"{'; '.join(parts)}.", ""]
+    usual = _usual_mi_scoring(records)
+    others = [f"{scoring}: " + ", ".join(f"{name} ({_seeds_phrase(seeds)})"
+                                         for name, seeds in by_method.items())
+              for scoring, by_method in sorted(seeds_by_scoring.items()) if scoring != usual]
+    return [f"MI was not scored the same way for every run, so its cells mix estimators or pools. "
+            f"Most runs: {usual}. The others: {'; '.join(others)}.", ""]
+
+
+def _usual_mi_scoring(records: list[dict]) -> str | None:
+    """How most records scored MI (ties broken by name, so the table is stable)."""
+    counts = Counter(s for s in map(mi_scoring, records) if s is not None)
+    return min(counts, key=lambda scoring: (-counts[scoring], scoring)) if counts else None
+
+
+def _seeds_phrase(seeds: list[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
 def _render_tests(metric: str, comparisons: list[Comparison]) -> list[str]:
@@ -456,10 +471,9 @@ def unusual_mi_scoring(records: list[dict]) -> dict[str, str]:
     """`{method: how its MI was scored}` for the methods whose records did not all score it the
     way most records did (another estimator, pool or pool size, so another ceiling)."""
     scoring = {(method_name(r), r["seed"]): mi_scoring(r) for r in records}
-    counts = Counter(s for s in scoring.values() if s is not None)
-    if len(counts) < 2:
+    if len(set(scoring.values()) - {None}) < 2:
         return {}
-    usual = counts.most_common(1)[0][0]
+    usual = _usual_mi_scoring(records)
     by_method: dict[str, set[str]] = {}
     for (name, _), way in scoring.items():
         if way is not None:
