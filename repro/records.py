@@ -17,17 +17,19 @@ RECORDS_DIR = Path("results") / "records"
 
 def git_commit() -> str:
     """The code this process runs: HEAD's hash when it imported the trainer, with `+dirty` when
-    the tree then had uncommitted changes to tracked files. Read once: a long `reproduce` keeps
-    running the code it started with, whatever is committed while it runs."""
+    the tree then had uncommitted changes to tracked files outside `results/`. Read once: a long
+    `reproduce` keeps running the code it started with, whatever is committed while it runs."""
     return _PROCESS_COMMIT
 
 
-def _read_commit() -> str:
-    root = Path(__file__).resolve().parent.parent
+def _read_commit(root: Path = Path(__file__).resolve().parent.parent) -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        # results/ is output: a sweep rewrites the tables after each job, and the next job
+        # runs the same code, so those changes must not mark its record dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -1,8 +1,9 @@
 import json
+import subprocess
 
 from repro import tables
 from repro.cli import main
-from repro.records import describe_commits, mi_scoring
+from repro.records import _read_commit, describe_commits, mi_scoring
 from repro.registry import get_paper
 
 
@@ -133,3 +134,19 @@ def test_metrics_table_shows_each_runs_best_epoch_against_its_epochs(tmp_path):
     row = next(line for line in tables.render(get_paper("bowman2016"), records).splitlines()
                if line.startswith("| vae | cpu |"))
     assert "| 7/8, 8/8 |" in row
+
+
+def test_a_run_is_dirty_for_changed_code_but_not_for_regenerated_results(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    (tmp_path / "train.py").write_text("lr = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    (tmp_path / "results" / "table.md").write_text("regenerated\n")
+    assert not _read_commit(tmp_path).endswith("+dirty")
+    (tmp_path / "train.py").write_text("lr = 2\n")
+    assert _read_commit(tmp_path).endswith("+dirty")
