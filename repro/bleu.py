@@ -4,11 +4,16 @@ These are different quantities (METRICS.md §8); report both, each under its own
 
 * `corpus_bleu`: sacreBLEU. n-gram counts and the brevity penalty are pooled over the corpus,
   4-gram uniform weights, its own tokeniser, scale 0-100, one hypothesis per segment.
-* `zhao_bleu`: the kgCVAE code's protocol (`snakeztc/NeuralDialog-CVAE:models/utils.py:
-  get_bleu_stats`). Per context, every sampled response is scored against the reference with
-  *sentence-level* BLEU smoothed by NLTK's "method7"; precision = mean over the samples, recall =
-  max over the samples, both averaged over contexts; F1 = 2PR/(P+R) of the averages. Scale 0-1.
-  The code's number is BLEU with weights (1/3, 1/3, 1/3), i.e. `bleu_zhao_*_3` here.
+* `zhao_bleu`: Zhao et al.'s sampled-response protocol. Per context c with N sampled responses
+  h_i and M_c references r_j, every pair is scored with *sentence-level* BLEU against that one
+  reference, smoothed by NLTK's "method7", and
+      precision(c) = (1/N) sum_i max_j BLEU(h_i, r_j),   recall(c) = (1/M_c) sum_j max_i BLEU(h_i, r_j),
+  each averaged over contexts; F1 = 2PR/(P+R) of the averages. Scale 0-1. With one reference
+  this is the kgCVAE code's form (`snakeztc/NeuralDialog-CVAE:models/utils.py:get_bleu_stats`:
+  precision = mean over the samples, recall = max); the multi-reference form is the paper's
+  definition (taken from memory of the paper, not from code: the code never reads its
+  multi-reference test file). The code's number is BLEU with weights (1/3, 1/3, 1/3), i.e.
+  `bleu_zhao_*_3` here.
 
 NLTK's smoothing is re-implemented (NLTK is not a dependency), following the behaviour of
 `nltk.translate.bleu_score` as released since NLTK 3.6:
@@ -148,27 +153,33 @@ def sentence_bleu_nltk(hypothesis: list[str], references: list[list[str]], max_o
     return _brevity_penalty(len(hypothesis), references) * math.exp(mean_log)
 
 
-def zhao_bleu(samples: list[list[str]], references: list[str],
+def zhao_bleu(samples: list[list[str]], references: list[str | list[str]],
               max_order: int = 4) -> dict[str, float]:
-    """Zhao et al.'s sampled-response BLEU, single-reference form.
+    """Zhao et al.'s sampled-response BLEU (the module docstring's formulas).
 
     `samples[c]` holds the sampled responses (whitespace-tokenised strings) for context c and
-    `references[c]` its reference. For n = 1..max_order returns `bleu_zhao_prec_n` (mean over
-    samples), `bleu_zhao_rec_n` (max over samples), both averaged over contexts, and
-    `bleu_zhao_f1_n` = 2PR/(P+R) of those averages. BLEU-n is method7 sentence BLEU with
-    weights 1/n over orders 1..n; n = 3 is the code's (1/3, 1/3, 1/3) setting. The sample
-    count belongs in the record next to these numbers (METRICS.md §8).
+    `references[c]` its reference, or a list of its references (any number per context, at
+    least one). For n = 1..max_order returns `bleu_zhao_prec_n`, `bleu_zhao_rec_n` (averaged
+    over contexts) and `bleu_zhao_f1_n` = 2PR/(P+R) of those averages. BLEU-n is method7
+    sentence BLEU with weights 1/n over orders 1..n against one reference at a time (never
+    against all of a context's references at once); n = 3 is the code's (1/3, 1/3, 1/3)
+    setting. The sample and reference counts belong in the metric names or the record next
+    to these numbers (METRICS.md §8).
     """
     if len(samples) != len(references):
         raise ValueError(f"{len(samples)} sample lists for {len(references)} references")
     if any(len(hyps) == 0 for hyps in samples):
         raise ValueError("every context needs at least one sampled response")
+    per_context_refs = [[refs] if isinstance(refs, str) else list(refs) for refs in references]
+    if any(len(refs) == 0 for refs in per_context_refs):
+        raise ValueError("every context needs at least one reference")
     out = {}
     for n in range(1, max_order + 1):
-        per_context = [np.array([sentence_bleu_nltk(h.split(), [ref.split()], n) for h in hyps])
-                       for hyps, ref in zip(samples, references)]
-        precision = float(np.mean([s.mean() for s in per_context]))
-        recall = float(np.mean([s.max() for s in per_context]))
+        # scores[c][i, j]: sample i of context c against its reference j
+        scores = [np.array([[sentence_bleu_nltk(h.split(), [r.split()], n) for r in refs] for h in hyps])
+                  for hyps, refs in zip(samples, per_context_refs)]
+        precision = float(np.mean([s.max(axis=1).mean() for s in scores]))
+        recall = float(np.mean([s.max(axis=0).mean() for s in scores]))
         both = precision + recall
         out[f"bleu_zhao_prec_{n}"] = precision
         out[f"bleu_zhao_rec_{n}"] = recall

@@ -22,7 +22,19 @@ def _add_run_options(p: argparse.ArgumentParser, preset: bool = True) -> None:
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.add_argument("--runs-dir", default="runs", help="where checkpoints go (default: runs/)")
     p.add_argument("--records-dir", default="results/records", help="where run records go")
+    _add_results_dir(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_results_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results-dir", default=None,
+                   help="where tables go (default: results/ with the default --records-dir; with "
+                        "another records folder, tables are written only if this is given)")
+
+
+def write_tables(args) -> list[Path]:
+    from repro import tables
+    return tables.write_where_asked(Path(args.records_dir), args.results_dir)
 
 
 def _add_finish_diverged(p: argparse.ArgumentParser) -> None:
@@ -73,18 +85,16 @@ def cmd_reproduce(args) -> int:
     """Each row in turn, then the tables. With --resume, a row whose record the same config
     wrote is kept as it is, as a sweep keeps it: resuming its finished checkpoint would only
     score it again and stamp the record with a commit that did not train it."""
-    from repro import tables
-    from repro.records import record_path
+    from repro.records import record_path_for
     from repro.sweep import is_finished, make_jobs
     records = Path(args.records_dir)
     for job in make_jobs(args.paper, args.variants, args.seeds, args.preset, args.overrides):
         if args.resume and is_finished(job, records):
-            path = record_path(records, job.paper, job.variant, job.preset, job.seed)
+            path = record_path_for(records, job.config().to_dict())
             print(f"{job.name}: finished, record kept ({path})")
             continue
         _train_one(args, job.variant, job.seed)
-    for path in tables.write_all(Path(args.records_dir), Path(args.records_dir).parent):
-        print(f"wrote {path}")
+    write_tables(args)
     return 0
 
 
@@ -98,6 +108,33 @@ def cmd_benchmark(args) -> int:
     return run_from_args(args)
 
 
+def cmd_lease(args) -> int:
+    """`repro lease pack DIR` / `repro lease import DIR`: the folder a GPU lease carries both ways
+    (`repro.lease`); import exits 1 when it refused an item."""
+    from repro import lease
+    if args.action != "sizes" and not args.dir:
+        raise ConfigError(f"repro lease {args.action} needs the carry folder: repro lease {args.action} DIR")
+    if args.action == "pack":
+        records = Path(args.records_dir)
+        if args.benchmark:
+            from repro import benchmark
+            proto = benchmark.protocol(args.benchmark, args.preset)
+            jobs = benchmark.jobs(proto, args.seeds, None, [])
+            records = benchmark.records_root(args.benchmark, records)
+        else:
+            jobs = lease.jobs_for(args.paper, None, args.seeds, args.preset)
+        lines = lease.pack(Path(args.dir), jobs, Path(args.runs_dir), records,
+                           subdir=records.relative_to(args.records_dir).as_posix())
+        print("\n".join(lines))
+        return 0
+    if args.action == "sizes":
+        print("\n".join(lease.size_lines(lease.jobs_for(args.paper, None, args.seeds[:1], args.preset))))
+        return 0
+    lines, refused = lease.import_folder(Path(args.dir), Path(args.runs_dir), Path(args.records_dir))
+    print("\n".join(lines))
+    return 1 if refused else 0
+
+
 def cmd_runs(args) -> int:
     from repro.runs import find_runs, render
     print(render(find_runs(Path(args.runs_dir))))
@@ -105,6 +142,13 @@ def cmd_runs(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.run_dir.startswith("runs:/"):
+        import tempfile
+
+        from repro.tracking import download_run
+        with tempfile.TemporaryDirectory(prefix="repro-eval-") as tmp:
+            args.run_dir = str(download_run(args.run_dir, Path(tmp) / "run"))
+            return cmd_eval(args)
     import time
 
     import torch
@@ -149,7 +193,11 @@ def cmd_sample(args) -> int:
 
 def cmd_table(args) -> int:
     from repro import tables
-    records, results = Path(args.records_dir), Path(args.records_dir).parent
+    records = Path(args.records_dir)
+    results = tables.results_dir_for(records, args.results_dir)
+    if results is None:
+        raise ConfigError(f"--records-dir {records} is not the default: say where its tables go "
+                          "with --results-dir DIR")
     if args.check:
         problems = tables.check(records, results)
         for problem in problems:
@@ -163,13 +211,25 @@ def cmd_table(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from repro.tracking import tracking_uri
+    from repro.tracking import experiment_views, tracking_uri
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving the MLflow UI on {args.host} exposes it beyond this machine",
               file=sys.stderr)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(),
            "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI on http://{args.host}:{args.port} (store: {tracking_uri()})")
+    base = f"http://{f'[{args.host}]' if ':' in args.host else args.host}:{args.port}"
+    print(f"MLflow UI on {base} (store: {tracking_uri()})")
+    try:
+        views = experiment_views()
+    except Exception as err:  # noqa: BLE001 — the UI can still be served and say what is wrong
+        print(f"warning: the store's experiments could not be listed ({type(err).__name__}: {err})",
+              file=sys.stderr)
+        views = []
+    for name, route in views:
+        print(f"  {name}: {base}{route}")
+    if not views:
+        print("  no experiments yet: `repro demo` or `repro train` creates one")
+    sys.stdout.flush()          # before MLflow's own output, which shares the terminal
     return subprocess.call(cmd)
 
 
@@ -218,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="variants x seeds of a paper on a process pool, Ray or Slurm; "
                                      "skips finished jobs, retries failures once")
-    p.add_argument("paper")
+    p.add_argument("paper", help="a paper, or `all`: every paper's runnable rows with --preset")
     p.add_argument("--variants", nargs="*", help="only these variants (default: every runnable one)")
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     _add_run_options(p)
@@ -237,13 +297,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_arguments(p)
     p.set_defaults(fn=cmd_benchmark)
 
+    p = sub.add_parser("lease", help="a GPU lease's carry folder: pack the unfinished jobs' "
+                                     "checkpoints and the records, or import one that came back")
+    p.add_argument("action", choices=("pack", "import", "sizes"),
+                   help="sizes: each row's run folder against the carry limit (no DIR)")
+    p.add_argument("dir", nargs="?", help="the carry folder (pack: new, empty or an earlier carry folder)")
+    p.add_argument("--paper", default="all", help="pack: one paper's jobs (default: all)")
+    p.add_argument("--preset", default="paper",
+                   help="pack: the jobs' preset, or with --benchmark the protocol's scale (default: paper)")
+    p.add_argument("--benchmark", choices=("ptb", "synthetic"), default=None,
+                   help="pack: the jobs of `repro benchmark DATASET` instead of the papers'")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0], help="pack: the jobs' seeds")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--records-dir", default="results/records")
+    p.set_defaults(fn=cmd_lease)
+
     p = sub.add_parser("runs", help="which runs under a runs folder are running, finished, "
                                     "interrupted or diverged (and how to resume them), with their last epoch")
     p.add_argument("--runs-dir", default="runs", help="default: runs/")
     p.set_defaults(fn=cmd_runs)
 
     p = sub.add_parser("eval", help="re-evaluate a run's best checkpoint, e.g. with more samples")
-    p.add_argument("run_dir", help="a run folder, e.g. runs/bowman2016/vae-anneal-worddrop/cpu/seed0")
+    p.add_argument("run_dir", help="a run folder, e.g. runs/bowman2016/vae-anneal-worddrop/cpu/seed0, "
+                                   "or runs:/<run_id> to fetch its checkpoint from the tracking store")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="e.g. --set eval.iw_samples=1000 --set eval.mi_pool=batch")
     p.add_argument("--quiet", action="store_true")
@@ -264,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table", help="render results/<paper>.md from the run records")
     p.add_argument("--check", action="store_true", help="exit 1 if a committed table is stale")
     p.add_argument("--records-dir", default="results/records")
+    _add_results_dir(p)
     p.set_defaults(fn=cmd_table)
 
     p = sub.add_parser("ui", help="serve the MLflow UI (loopback only unless --host says otherwise)")
@@ -293,7 +370,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as err:  # a known failure gets its message, not a traceback
         from repro.data.sources import DataError
+        from repro.tables import TableError
         from repro.train import TrainError
+        if isinstance(err, TableError):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         if isinstance(err, (DataError, TrainError)):
             print(f"error: {err}", file=sys.stderr)
             return 1

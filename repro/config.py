@@ -13,7 +13,9 @@ written earlier then still names its experiment exactly (`from_dict` fills the d
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -51,22 +53,33 @@ class DataConfig:
     eval_batch_size: int = bounded(64, lo=1)
     train_fraction: float = bounded(1.0, lo=0.0, hi=1.0)  # < 1 is a reduced-scale run, recorded
     substitute_for: str | None = None                # the paper's dataset when `dataset` stands in
+    # Train on train + valid (image corpora), as papers do for their final numbers; validation
+    # then reads training data, so no checkpoint is selected on it: the last one is tested.
+    train_on_valid: bool = False
     max_context: int = bounded(10, lo=1)             # dialog corpora: previous turns kept as context
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
 @dataclass
 class OptimConfig:
-    name: str = bounded("adam", choices=("adam", "sgd"))
+    name: str = bounded("adam", choices=("adam", "adamax", "sgd"))
     lr: float = bounded(1e-3, lo=0.0)
     momentum: float = bounded(0.0, lo=0.0, hi=1.0)
     weight_decay: float = bounded(0.0, lo=0.0)
+    eps: float = bounded(1e-8, lo=0.0)               # Adam's epsilon (PyTorch's default)
     grad_clip: float | None = bounded(5.0, lo=0.0)
     # He et al.'s recipe: multiply the rate by `plateau_decay` when validation stalls for
     # `plateau_patience` epochs; 1.0 disables it.
     plateau_decay: float = bounded(1.0, lo=0.0, hi=1.0)
     plateau_patience: int = bounded(2, lo=0)
     min_lr: float = bounded(0.0, lo=0.0)
+    # Polyak averaging (`repro.averaging`): the decay of the parameters' moving average, which
+    # validation, best-checkpoint selection and the test then use; 0 is off.
+    polyak: float = bounded(0.0, lo=0.0, hi=0.999999)
+    # Xie et al.'s recipe (nlm-noising `lm.py`): a decay also puts back the parameters and the
+    # optimiser state of the best-validation epoch, so the lower rate starts from the best point
+    # rather than from the epoch that failed to improve on it.
+    plateau_restores_best: bool = False
 
 
 @dataclass
@@ -74,8 +87,15 @@ class TrainConfig:
     epochs: int = bounded(10, lo=1)
     max_steps: int | None = bounded(None, lo=1)      # stop early at this many updates in total
     early_stop_patience: int | None = bounded(None, lo=1)  # epochs without validation improvement
-    bf16: bool = False                               # autocast matmuls to bf16 (losses stay fp32)
+    stop_after_decays: int | None = bounded(None, lo=1)    # stop after the N-th plateau decay
+    # auto: bf16 autocast (softmax and losses stay fp32) where this machine's bf16 products at
+    # the model's shapes are at least 1.3x fp32's (measured once, cached; `repro.precision`).
+    precision: str = bounded("auto", choices=("auto", "fp32", "bf16"))
+    # The old switch, kept as an alias: true is precision bf16, false fp32 (autocast off, what it
+    # always meant), null leaves `precision` in charge. Records before `precision` say false.
+    bf16: bool | None = None
     device: str = "auto"                             # auto | cpu | cuda
+    # None: auto, the faster of 1 thread and all of torch's threads, timed at each epoch's start.
     threads: int | None = bounded(None, lo=1)
 
 
@@ -85,11 +105,18 @@ class EvalConfig:
     iw_samples: int = bounded(500, lo=1)             # K of the importance-weighted bound
     iw_chunk: int = bounded(100, lo=1)               # samples drawn at once per sentence batch
     mi_pool: str = bounded("dataset", choices=("dataset", "batch"))
+    # mi_pool="batch": He et al. 2019's pools, sentences of one length, at most this many. (Records
+    # from before this key pooled whole evaluation batches of mixed lengths; their MI scoring
+    # says so in the tables.)
+    mi_pool_max: int = bounded(32, lo=1)
     au_threshold: float = bounded(0.01, lo=0.0)
     mc_samples: int = bounded(100, lo=1)             # MC draws for non-Gaussian KL and posterior means
     max_examples: int | None = bounded(None, lo=1)   # evaluate a prefix only (reduced runs)
     mi_au_whole_split: bool = False                  # MI and AU on the whole split even so
-    bf16: bool = False
+    # auto: fp32 unless bf16 products are 1.3x faster here and bf16 moves the run's own IW-NLL
+    # on a prefix of the split by under 0.1% (checked before the test evaluation).
+    precision: str = bounded("auto", choices=("auto", "fp32", "bf16"))
+    bf16: bool | None = None                         # alias, as train.bf16
 
 
 @dataclass
@@ -98,7 +125,8 @@ class KLScheduleConfig:
 
     kind: str = bounded("constant", choices=("constant", "linear", "logistic", "cyclical"))
     max_weight: float = bounded(1.0, lo=0.0)
-    warmup_steps: int = bounded(0, lo=0)             # linear: steps from 0 to max_weight
+    warmup_steps: int = bounded(0, lo=0)             # linear: steps from start_weight to max_weight
+    start_weight: float = bounded(0.0, lo=0.0)       # linear: the weight at step 0 (He et al.: 0.1)
     logistic_k: float = bounded(0.0025, lo=0.0)      # logistic: slope
     logistic_x0: int = bounded(2500, lo=0)           # logistic: step where the weight is max/2
     cycle_steps: int = bounded(10_000, lo=1)         # cyclical (Fu et al. 2019): one period
@@ -240,8 +268,36 @@ def apply_overrides(cfg: RunConfig, assignments: list[str]) -> RunConfig:
     return new
 
 
+# Names that become folder and file names (runs/<paper>/<variant>/<preset>/seed<k>, records):
+# letters, digits, '.', '_' and '-', not starting with '.', so no name can climb out of its folder.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(kind: str, value) -> str:
+    """`value` if it is safe as one path component, else a `ConfigError` saying what is allowed."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise ConfigError(f"{kind} {value!r} cannot name a folder: use letters, digits, '.', '_' "
+                          "and '-' only, starting with a letter or digit")
+    return value
+
+
+def validate_identity(cfg: "RunConfig") -> None:
+    """The one check of every config value that becomes part of a path: paper, variant, preset,
+    dataset and seed (a negative seed would print one run and train another)."""
+    for kind, value in (("paper", cfg.paper), ("variant", cfg.variant), ("preset", cfg.preset),
+                        ("data.dataset", cfg.data.dataset)):
+        check_name(kind, value)
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError(f"seed {cfg.seed!r} must be a whole number >= 0")
+
+
 def validate(obj, where: str = "") -> None:
-    """Check every bounded field of a (nested) config dataclass; raise `ConfigError` if out of range."""
+    """Check every bounded field of a (nested) config dataclass; raise `ConfigError` if out of
+    range. A `RunConfig` also has its path-forming names checked (`validate_identity`)."""
+    if isinstance(obj, RunConfig):
+        validate_identity(obj)
+        precision_setting(obj.train)
+        precision_setting(obj.eval)
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         path = f"{where}.{f.name}".lstrip(".")
@@ -276,8 +332,23 @@ def flatten(cfg: RunConfig) -> dict[str, Any]:
 
 
 # How a run shares out its machine, not what it computes: a run resumed, or a sweep rerun, with
-# another thread count is the same experiment.
-RESOURCE_KEYS = (("train", "threads"),)
+# another thread count is the same experiment. So is one in another precision: bf16 training
+# reaches fp32's validation bound within 1% and bf16 evaluation moves IW-NLL by under 0.1%
+# (tests/test_speed_numerics.py), and `auto` picks it per machine; the record says which ran.
+RESOURCE_KEYS = (("train", "threads"), ("train", "precision"), ("train", "bf16"),
+                 ("eval", "precision"), ("eval", "bf16"))
+
+
+def precision_setting(section) -> str:
+    """The precision a `TrainConfig` or `EvalConfig` asks for: its `bf16` alias when set, else
+    `precision` ("auto", "fp32" or "bf16"); a contradiction is a `ConfigError`."""
+    if section.bf16 is None:
+        return section.precision
+    alias = "bf16" if section.bf16 else "fp32"
+    if section.precision not in ("auto", alias):
+        raise ConfigError(f"bf16={str(section.bf16).lower()} contradicts precision="
+                          f"{section.precision}; set only precision")
+    return alias
 
 
 def experiment_identity(config: dict) -> dict:
@@ -288,14 +359,23 @@ def experiment_identity(config: dict) -> dict:
     return out
 
 
+def config_hash(config: dict) -> str:
+    """A stable short hash of a resolved config (`RunConfig.to_dict()` or a record's `config`),
+    the thread count left out (`experiment_identity`)."""
+    identity = json.dumps(experiment_identity(config), sort_keys=True)
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
 # What may change when a diverged run resumes from its last good checkpoint: the usual remedies.
-RECOVERY_KEYS = (("optim", "lr"), ("optim", "grad_clip"), ("train", "bf16"))
+# (Precision, the third, is a resource: any resume may change it, and the record's history says
+# which precision ran each epoch. Records from before say "train.bf16" in their recoveries.)
+RECOVERY_KEYS = (("optim", "lr"), ("optim", "grad_clip"))
 
 
 def resumes_as(stored: dict, cfg: RunConfig, model_config: type[ModelConfig]) -> bool:
     """Whether a checkpoint written under the config dict `stored` continues the training `cfg`
     asks for. Keys added since count at their defaults (which keep the earlier behaviour); the
-    thread count and the `eval` section do not count: the resumed run is scored under `cfg.eval`,
+    thread count, the precision and the `eval` section do not count: the resumed run is scored under `cfg.eval`,
     which its record then holds."""
     return recovery_changes(stored, cfg, model_config) == {}
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +56,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from repro.bleu import corpus_bleu, zhao_bleu
 from repro.config import ModelConfig, bounded
 from repro.data.dialog import UNKNOWN_LABEL
+from repro.evaluate import exp_or_inf
 from repro.generate import decode
 from repro.nn.distributions import DiagonalGaussian
 from repro.nn.text import OutputLayer
@@ -356,7 +356,7 @@ def _summarise(out: _Collected, num_samples: int) -> DialogEvaluation:
     if out.act_total:
         metrics[sampled_metric_name("act_acc_prior", num_samples)] = out.act_hits / out.act_total
     if out.rc_targets:
-        metrics["rc_ppl_posterior"] = math.exp(out.rc_nll / out.rc_targets)
+        metrics["rc_ppl_posterior"] = exp_or_inf(out.rc_nll / out.rc_targets)
     metrics["dialog_num_examples"] = len(out.samples)
     return DialogEvaluation(metrics, out.rows, signature)
 

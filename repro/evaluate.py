@@ -14,8 +14,9 @@ Definitions (METRICS.md; N evaluation examples x, T(x) target tokens counting `<
   else Monte Carlo with `mc_samples` draws (recorded). Never the free-bits-clamped value.
 * `mi` (§5) -- I_q(x; z) = mean_i [log q(z_i|x_i) - log q_agg(z_i)], one z_i ~ q(z|x_i) per
   example, q_agg = the mean of the M posteriors in the pool (x_i included). The pool is the
-  whole evaluation set (`mi_pool="dataset"`, Li et al. 2019) or each minibatch, averaged over
-  batches weighted by batch size (`mi_pool="batch"`, He et al. 2019). Because
+  whole evaluation set (`mi_pool="dataset"`, Li et al. 2019) or He et al. 2019's minibatches
+  (`mi_pool="batch"`): within each evaluation batch, the sentences of one length in stream order,
+  cut into pools of at most `mi_pool_max` (32, their batch size); averaged over examples. Because
   log q_agg(z_i) >= log q(z_i|x_i) - log M, the estimate is at most log M (3.47 nats for
   batches of 32, 9.21 for 10k examples): compare MI only at equal M (`mi_pool_size` is
   recorded). Negative values are estimator noise and are kept.
@@ -33,6 +34,10 @@ Definitions (METRICS.md; N evaluation examples x, T(x) target tokens counting `<
   so it is unbiased for Var_x E_q[z_u|x]. The variance of a single Monte Carlo mean is not: it
   adds E_x Var_q(z_u|x) / `mc_samples`, which for a collapsed unit at 100 draws is 0.01, the
   threshold itself, so about half the collapsed units would count as active.
+* A model's own metrics -- the per-example values of its `evaluation_terms(batch)`, averaged
+  over the examples under their own names. A model may narrow the shared metrics above
+  (`shared_metrics`; `applicable_metrics`): an implicit latent has samples but no density, so
+  only `au` applies to it.
 
 Per-step latents (event shape (T, d)): log densities sum over the event, as everywhere. AU
 counts the d units of the last axis, pooling examples and time steps (the interface carries no
@@ -60,11 +65,13 @@ from typing import Any, Iterable
 import torch
 from tqdm import tqdm
 
-from repro.config import ConfigError, EvalConfig
+from repro import precision as precision_mod
+from repro.config import ConfigError, EvalConfig, precision_setting
 from repro.nn.distributions import DiagonalGaussian, has_analytic_kl
 
 METRIC_NAMES = ("nll", "elbo", "kl", "mi", "au")
 MI_POOLS = ("dataset", "batch")
+BATCH_POOL_DEFINITION = "same-length sentences of one evaluation batch, in stream order"
 MI_ESTIMATOR = "paired"     # recorded; records without it used "analytic" (module docstring, `mi`)
 # Largest (rows, pool, *event) block scored at once by the MI pool scan (elements): 64 MiB in fp32.
 PAIR_BLOCK_ELEMENTS = 1 << 24
@@ -87,6 +94,14 @@ class EvalResult:
         return {f"{prefix}/{name}": value for name, value in self.metrics.items()}
 
 
+def exp_or_inf(x: float) -> float:
+    """exp(x), or inf where it leaves float range: a diverged model's perplexity, not a crash."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 def cpu_has_bf16() -> bool:
     return torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
@@ -97,14 +112,63 @@ def require_bf16_support(device: torch.device) -> None:
     if device.type == "cpu" and not cpu_has_bf16():
         raise ConfigError(
             "bf16 autocast needs a CPU with native bf16 (AVX-512 bf16 or AMX); this one has "
-            f"{torch.backends.cpu.get_cpu_capability()}. Set train.bf16=false and eval.bf16=false "
-            "(or bf16=False), or run on a GPU.")
+            f"{torch.backends.cpu.get_cpu_capability()}. Set train.precision and eval.precision "
+            "to auto or fp32 (or the old train.bf16=false and eval.bf16=false; bf16=False), or run "
+            "on a GPU.")
+
+
+# The numerics rule for bf16 evaluation: it may move IW-NLL by under this fraction. `auto` checks
+# it on the run's own model, on a prefix of the split at a smaller K, before it uses bf16.
+BF16_NLL_TOLERANCE = 1e-3
+CHECK_EXAMPLES, CHECK_SAMPLES = 32, 50
+
+
+def eval_precision(model, corpus, cfg: EvalConfig, device, seed: int = 0,
+                   batch_size: int = 64) -> precision_mod.Choice:
+    """The precision `evaluate_corpus` runs in under `cfg.precision` (or its `bf16` alias).
+    `auto` is fp32 unless bf16 products are `BF16_MIN_SPEEDUP` times faster at this evaluation's
+    shapes (`repro.precision.resolve`) and bf16 moves this model's IW-NLL on the first
+    `CHECK_EXAMPLES` examples of the split (K = `CHECK_SAMPLES`) by under `BF16_NLL_TOLERANCE`."""
+    setting = precision_setting(cfg)
+    device = torch.device(device) if device is not None else _model_device(model)
+    if setting != "auto" or precision_mod.forced_precision():
+        return precision_mod.resolve(setting, device, None)
+    split = corpus.splits.get(cfg.split) if hasattr(corpus, "splits") else None
+    if ("nll" not in applicable_metrics(model) or not hasattr(split, "subset")
+            or not dataclasses.is_dataclass(corpus)):
+        return precision_mod.Choice("fp32", "no IW-NLL to check bf16 evaluation against")
+    chunk = min(cfg.iw_chunk, cfg.iw_samples)
+    _, size, steps = precision_mod.typical_batch(corpus.batches(cfg.split, batch_size, shuffle=False))
+    # The output layer scores evaluation rows in blocks of 512 (`repro.nn.text.OutputLayer`).
+    products = precision_mod.model_products(model, rows=512, batch=size * chunk, steps=steps)
+    speed = precision_mod.resolve("auto", device, products)
+    if speed.precision == "fp32":
+        return speed
+    head = dataclasses.replace(corpus, splits={**corpus.splits, cfg.split: split.subset(CHECK_EXAMPLES)})
+    samples = min(cfg.iw_samples, CHECK_SAMPLES)
+    try:
+        nll = {bf16: evaluate(model, head.batches(cfg.split, batch_size, shuffle=False), ("nll",),
+                              iw_samples=samples, iw_chunk=min(chunk, samples), seed=seed,
+                              bf16=bf16, device=device).metrics["nll"]
+               for bf16 in (False, True)}
+    except RuntimeError as err:
+        # Posteriors that keep autocast outputs for later (an IAF's context, Z-Forcing's
+        # backward states) meet fp32 weights outside autocast: such a model evaluates in fp32.
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return precision_mod.Choice("fp32", f"{speed.reason}; but bf16 evaluation fails for this "
+                                    f"model ({first})", speed.speedup)
+    change = abs(nll[True] / nll[False] - 1)
+    check = (f"bf16 moved IW-NLL (K={samples}) on the first {CHECK_EXAMPLES} {cfg.split} examples "
+             f"by {change:.4%} (limit {BF16_NLL_TOLERANCE:.1%})")
+    if change < BF16_NLL_TOLERANCE:
+        return precision_mod.Choice("bf16", f"{speed.reason}; {check}", speed.speedup)
+    return precision_mod.Choice("fp32", f"{speed.reason}; but {check}", speed.speedup)
 
 
 def evaluate(model, batches: Iterable, metrics: Iterable[str] | None = None, *,
              iw_samples: int = 500, iw_chunk: int = 100, mi_pool: str = "dataset",
-             au_threshold: float = 0.01, mc_samples: int = 100, seed: int = 0,
-             bf16: bool = False, device=None, progress: bool = False) -> EvalResult:
+             mi_pool_max: int = 32, au_threshold: float = 0.01, mc_samples: int = 100,
+             seed: int = 0, bf16: bool = False, device=None, progress: bool = False) -> EvalResult:
     """Evaluate `model` on `batches` (any iterable of batches -- a list or a generator; it is
     consumed once, in one pass).
 
@@ -125,7 +189,8 @@ def evaluate(model, batches: Iterable, metrics: Iterable[str] | None = None, *,
     if bf16:
         require_bf16_support(device)
     run = _Evaluation(model, wanted, device, iw_samples=iw_samples, iw_chunk=iw_chunk,
-                      mi_pool=mi_pool, mc_samples=mc_samples, seed=seed, bf16=bf16)
+                      mi_pool=mi_pool, mi_pool_max=mi_pool_max, mc_samples=mc_samples, seed=seed,
+                      bf16=bf16)
     was_training = model.training
     model.eval()
     try:
@@ -137,6 +202,8 @@ def evaluate(model, batches: Iterable, metrics: Iterable[str] | None = None, *,
         model.train(was_training)
     options = {"metrics": list(wanted), "iw_samples": iw_samples, "iw_chunk": iw_chunk,
                "mi_pool": mi_pool, "mi_pool_size": mi_pool_size, "mi_estimator": MI_ESTIMATOR,
+               **({"mi_pool_max": mi_pool_max, "mi_pool_def": BATCH_POOL_DEFINITION}
+                  if mi_pool == "batch" else {}),
                "au_threshold": au_threshold,
                "mc_samples": mc_samples, "seed": seed, "bf16": bf16,
                "nll_estimator": "iw" if model.has_latent else "exact",
@@ -147,7 +214,8 @@ def evaluate(model, batches: Iterable, metrics: Iterable[str] | None = None, *,
 def evaluate_corpus(model, corpus, cfg: EvalConfig, device, seed: int, batch_size: int = 64,
                     metrics: Iterable[str] | None = None, progress: bool = False) -> EvalResult:
     """`evaluate` on `corpus.batches(cfg.split, batch_size, shuffle=False)` with the options of
-    `cfg`. With `cfg.max_examples`, the first `max_examples` examples of the split in stored
+    `cfg`, in the precision `eval_precision` picks. With `cfg.max_examples`, the first
+    `max_examples` examples of the split in stored
     (file) order are evaluated -- a prefix, not the shortest sentences -- which needs a
     dataclass corpus with `splits` whose splits offer `subset(n)` (as `TextCorpus` does).
     With `cfg.mi_au_whole_split` as well, MI and AU (cheap: one posterior per example) are
@@ -156,6 +224,7 @@ def evaluate_corpus(model, corpus, cfg: EvalConfig, device, seed: int, batch_siz
     wanted = _resolve_metrics(model, metrics)
     pooled = [m for m in wanted if m in ("mi", "au")] if (
         cfg.mi_au_whole_split and cfg.max_examples is not None) else []
+    choice = eval_precision(model, corpus, cfg, device, seed, batch_size)
     whole = corpus
     if cfg.max_examples is not None:
         prefix = corpus.split(cfg.split).subset(cfg.max_examples)
@@ -164,11 +233,14 @@ def evaluate_corpus(model, corpus, cfg: EvalConfig, device, seed: int, batch_siz
     def run(on, names):
         return evaluate(model, on.batches(cfg.split, batch_size, shuffle=False), names,
                         iw_samples=cfg.iw_samples, iw_chunk=cfg.iw_chunk, mi_pool=cfg.mi_pool,
+                        mi_pool_max=cfg.mi_pool_max,
                         au_threshold=cfg.au_threshold, mc_samples=cfg.mc_samples, seed=seed,
-                        bf16=cfg.bf16, device=device, progress=progress)
+                        bf16=choice.precision == "bf16", device=device, progress=progress)
 
     result = run(corpus, [m for m in wanted if m not in pooled])
-    result.options.update(split=cfg.split, max_examples=cfg.max_examples, batch_size=batch_size)
+    result.options.update(split=cfg.split, max_examples=cfg.max_examples, batch_size=batch_size,
+                          precision=choice.precision, precision_reason=choice.reason,
+                          bf16_speedup=choice.speedup)
     if pooled:
         second = run(whole, pooled)
         result.metrics.update({m: second.metrics[m] for m in pooled})
@@ -177,13 +249,25 @@ def evaluate_corpus(model, corpus, cfg: EvalConfig, device, seed: int, batch_siz
     return result
 
 
+def applicable_metrics(model) -> tuple[str, ...]:
+    """The shared metrics defined for `model`: all for a latent-variable model unless it narrows
+    them (`shared_metrics`: an implicit latent has no density, so no NLL, ELBO, KL or MI), the
+    exact `nll` for a language model."""
+    if not model.has_latent:
+        return ("nll",)
+    return tuple(getattr(model, "shared_metrics", None) or METRIC_NAMES)
+
+
 def _resolve_metrics(model, metrics) -> tuple[str, ...]:
-    applicable = METRIC_NAMES if model.has_latent else ("nll",)
+    applicable = applicable_metrics(model)
     wanted = applicable if metrics is None else tuple(dict.fromkeys(metrics))
     unknown = [m for m in wanted if m not in METRIC_NAMES]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRIC_NAMES)}")
     latent_only = [m for m in wanted if m not in applicable]
+    if latent_only and model.has_latent:
+        raise ValueError(f"{latent_only} are not defined for {type(model).__name__}, whose "
+                         f"shared metrics are {list(applicable)}")
     if latent_only:
         raise ValueError(f"{latent_only} need a latent variable; {type(model).__name__} has "
                          f"has_latent=False, so only the exact 'nll' (and ppl) applies")
@@ -255,8 +339,8 @@ class _Draws:
 class _Evaluation:
     """Accumulates per-example values batch by batch; `finish` turns them into metrics."""
 
-    def __init__(self, model, wanted, device, *, iw_samples, iw_chunk, mi_pool, mc_samples,
-                 seed, bf16):
+    def __init__(self, model, wanted, device, *, iw_samples, iw_chunk, mi_pool, mi_pool_max,
+                 mc_samples, seed, bf16):
         self.model, self.wanted, self.device = model, wanted, device
         self.iw_samples, self.iw_chunk, self.mc_samples, self.seed = (
             iw_samples, iw_chunk, mc_samples, seed)
@@ -265,7 +349,7 @@ class _Evaluation:
         self.num_targets: list[torch.Tensor] = []
         self.seen = 0
         self.kl_estimator = None
-        self.mi = _MutualInformation(mi_pool) if "mi" in wanted else None
+        self.mi = _MutualInformation(mi_pool, mi_pool_max) if "mi" in wanted else None
         self.au = _UnitCovariance() if "au" in wanted else None
 
     def _autocast(self):
@@ -283,6 +367,11 @@ class _Evaluation:
             with self._autocast():
                 log_px = self.model.log_likelihood(batch, None)
             self._keep("nll", -_wide(log_px)[0])
+        if hasattr(self.model, "evaluation_terms"):
+            with self._autocast():
+                terms = self.model.evaluation_terms(batch)
+            for name, value in terms.items():
+                self._keep(name, _wide(value))
         self.seen += batch.size
 
     def _add_latent(self, batch) -> None:
@@ -294,7 +383,7 @@ class _Evaluation:
         if "nll" in self.wanted:
             self._keep("nll", -self._iw_log_marginal(batch, *draws.iw))
         if self.mi is not None:
-            self.mi.add(posterior, *draws.mi)
+            self.mi.add(posterior, *draws.mi, lengths=getattr(batch, "lengths", None))
         if self.au is not None:
             self.au.add(*self._two_mean_estimates(posterior))
 
@@ -366,12 +455,11 @@ class _Evaluation:
         targets = torch.cat(self.num_targets).sum().item() if self.num_targets else None
         if targets is not None:
             metrics["num_targets"] = targets
-        for name in ("nll", "elbo", "rec", "kl"):
-            if name in per_example:
-                metrics[name] = per_example[name].mean().item()
+        for name in per_example:   # nll, elbo, rec, kl and the model's own `evaluation_terms`
+            metrics[name] = per_example[name].mean().item()
         for name, ppl_name in (("nll", "ppl"), ("elbo", "elbo_ppl")):
             if name in per_example and targets is not None:
-                metrics[ppl_name] = math.exp(per_example[name].sum().item() / targets)
+                metrics[ppl_name] = exp_or_inf(per_example[name].sum().item() / targets)
         mi_pool_size = None
         if self.mi is not None:
             metrics["mi"], mi_pool_size = self.mi.value()
@@ -383,20 +471,23 @@ class _Evaluation:
 class _MutualInformation:
     """The aggregate-posterior MI estimator (METRICS.md §5) over a batch or dataset pool."""
 
-    def __init__(self, pool: str):
-        self.pool = pool
+    def __init__(self, pool: str, pool_max: int = 32):
+        self.pool, self.pool_max = pool, pool_max
         self.log_q: list[torch.Tensor] = []         # log q(z_i|x_i) at the example's own draw
         self.log_q_agg: list[torch.Tensor] = []      # batch pool: scored as batches arrive
         self.z: list[torch.Tensor] = []              # dataset pool: scored at the end
         self.posteriors: list = []
         self.largest_batch = 0
 
-    def add(self, posterior, z: torch.Tensor, log_q: torch.Tensor) -> None:
-        """`z (B, *event)`: one draw per example; `log_q (B,)`: its density under its posterior."""
+    def add(self, posterior, z: torch.Tensor, log_q: torch.Tensor,
+            lengths: torch.Tensor | None = None) -> None:
+        """`z (B, *event)`: one draw per example; `log_q (B,)`: its density under its posterior;
+        `lengths (B,)`: what makes two examples poolable under `pool="batch"` (None: all are)."""
         self.log_q.append(_wide(log_q))
         if self.pool == "batch":
-            self.log_q_agg.append(_log_aggregate_density(z, [posterior]))
-            self.largest_batch = max(self.largest_batch, posterior.batch_size)
+            pools = batch_pools(lengths if lengths is not None else torch.zeros(len(z)), self.pool_max)
+            self.log_q_agg.append(_log_pooled_density(z, posterior, pools))
+            self.largest_batch = max(self.largest_batch, int(torch.bincount(pools).max()))
         else:
             self.z.append(z)
             self.posteriors.append(posterior)
@@ -416,6 +507,31 @@ class _MutualInformation:
             z = torch.cat(self.z)
             log_q_agg, size = _log_aggregate_density(z, _pool_blocks(self.posteriors)), len(z)
         return (torch.cat(self.log_q) - log_q_agg).mean().item(), size
+
+
+def batch_pools(lengths: torch.Tensor, pool_max: int) -> torch.Tensor:
+    """`(B,) -> (B,)`: each example's pool id, He et al.'s way: examples of one length, in the
+    order given, cut into runs of at most `pool_max`."""
+    lengths = lengths.detach().cpu()
+    _, group = torch.unique(lengths, return_inverse=True)
+    order = torch.sort(group, stable=True).indices
+    sorted_group = group[order]
+    starts = torch.searchsorted(sorted_group, sorted_group)   # first position of each group
+    rank = torch.empty_like(group)
+    rank[order] = torch.arange(len(group)) - starts           # position within its group
+    return group * len(group) + torch.div(rank, pool_max, rounding_mode="floor")
+
+
+def _log_pooled_density(z: torch.Tensor, posterior, pools: torch.Tensor) -> torch.Tensor:
+    """log q_agg(z_i) over the members of example i's pool only: logsumexp over j in pool(i) of
+    log q(z_i|x_j), minus log |pool(i)|; `z (B, *event)`, `pools (B,)` -> (B,)."""
+    event = tuple(z.shape[1:])
+    grid = z.unsqueeze(1).expand(len(z), posterior.batch_size, *event)
+    log_q = _wide(posterior.log_prob(grid))                   # (i, j): z_i under posterior j
+    pools = pools.to(log_q.device)
+    same = pools.unsqueeze(1) == pools.unsqueeze(0)
+    members = same.sum(1).to(log_q.dtype)
+    return torch.logsumexp(log_q.masked_fill(~same, -math.inf), dim=1) - members.log()
 
 
 def _pool_blocks(posteriors: list) -> list:

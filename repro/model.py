@@ -9,6 +9,10 @@ A latent-variable model implements:
   loss(batch, step)         -> dict of named scalar terms, `loss` among them
 and may override selectable(step) -> bool (default True): whether the epoch ending after `step`
 updates may supply the best checkpoint.
+A model whose latent has no density (an implicit one: noise through a network) narrows
+`shared_metrics` to the shared metrics defined for it, and reports its own per-example values
+through evaluation_terms(batch) -> {name: (B,)}, `objective` among them when neither `elbo` nor
+`nll` is shared (validation selects checkpoints by it).
 A plain language model sets `has_latent = False` and takes `z=None` in `log_likelihood`.
 
 A batch is any object with `size` (examples), `num_targets` ((B,) tokens scored per example
@@ -24,6 +28,8 @@ from repro.nn.distributions import kl_divergence
 
 class LatentVariableModel(nn.Module):
     has_latent = True
+    # The names of `repro.evaluate.METRIC_NAMES` defined for this model; None: all of them.
+    shared_metrics: tuple[str, ...] | None = None
 
     def posterior(self, batch):
         raise NotImplementedError
@@ -46,6 +52,11 @@ class LatentVariableModel(nn.Module):
         says no for them: validation there is logged but neither selects a checkpoint nor counts
         toward early stopping or learning-rate decay."""
         return True
+
+    def evaluation_terms(self, batch) -> dict[str, torch.Tensor]:
+        """The model's own metrics, `name -> (B,)` per example, scored in the evaluation pass
+        (validation and test) and reported as their mean over examples; none by default."""
+        return {}
 
     def kl(self, batch, posterior=None, n_samples: int = 1) -> torch.Tensor:
         """KL(q(z|x) || p(z)) per example at weight 1, `(B,)`."""

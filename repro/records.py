@@ -8,9 +8,13 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
+
+from repro.config import ConfigError, RunConfig, check_name, config_hash, experiment_identity
+from repro.registry import get_paper, resolve
 
 RECORDS_DIR = Path("results") / "records"
 
@@ -70,13 +74,19 @@ def describe_commits(records: list[dict]) -> str:
 
 def mi_scoring(record: dict) -> str | None:
     """How the record's MI was scored -- estimator, pool and pool size, e.g. `paired, dataset
-    pool of 3761` -- or None if it has none. Records from before `mi_estimator` was recorded
+    pool of 3761`, and for batch pools whether they were He et al.'s same-length pools -- or
+    None if it has none. Records from before `mi_estimator` was recorded
     used He et al.'s analytic entropy term (`repro.evaluate`, `mi`)."""
     ev = record.get("eval", {})
     if "mi" not in ev.get("metrics", ()):
         return None
-    return (f"{ev.get('mi_estimator', 'analytic')}, {ev.get('mi_pool', '?')} pool of "
+    text = (f"{ev.get('mi_estimator', 'analytic')}, {ev.get('mi_pool', '?')} pool of "
             f"{ev.get('mi_pool_size', '?')}")
+    if ev.get("mi_pool") == "batch" and "mi_pool_def" not in ev:
+        text += " (whole evaluation batches, lengths mixed: before same-length pools)"
+    elif ev.get("mi_pool") == "batch":
+        text += " (same-length)"
+    return text
 
 
 def rescore_record(run_dir: Path, metrics: dict, eval_options: dict, eval_config: dict,
@@ -86,13 +96,18 @@ def rescore_record(run_dir: Path, metrics: dict, eval_options: dict, eval_config
     re-scoring is appended to `rescored` with its commit, hardware, wall time and the metrics
     and options it replaced, so nothing of the old record is lost."""
     record = json.loads((Path(run_dir) / "record.json").read_text())
+    before = record_path_for(root, config_before_recoveries(record["config"], record.get("train", {})),
+                             _scored(record))
     record.setdefault("rescored", []).append({
         "commit": git_commit(), "hardware": hardware(device), "wall_time_s": round(wall_time_s, 1),
         "replaced_metrics": record["metrics"], "replaced_eval": record["eval"]})
     record["metrics"], record["eval"] = metrics, eval_options
     record["config"]["eval"] = eval_config
-    (Path(run_dir) / "record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
-    return write_record(record, root)
+    path = write_record(record, root)
+    if path != before:    # scored otherwise than its preset: no longer the preset's record
+        before.unlink(missing_ok=True)
+    write_json_atomic(record, Path(run_dir) / "record.json")
+    return path
 
 
 def hardware(device: torch.device) -> dict:
@@ -115,19 +130,159 @@ def versions() -> dict:
     return {"python": sys.version.split()[0], "torch": torch.__version__, "mlflow": mlflow_version}
 
 
-def record_path(root: Path, paper: str, variant: str, preset: str, seed: int) -> Path:
-    return Path(root) / paper / f"{variant}__{preset}__seed{seed}.json"
+# Evaluation settings that only shape metrics a record may not have: a model without a latent
+# (an RNNLM) is scored by its NLL alone, so how MI and AU would have been scored cannot change it.
+MOOT_UNLESS_SCORED = {"mi_au_whole_split": {"mi", "au"}, "mi_pool": {"mi"}, "au_threshold": {"au"}}
+# A `.part` file older than this in a records folder is a write that a kill interrupted.
+STALE_PART_S = 600
+
+
+def config_before_recoveries(config: dict, train: dict) -> dict:
+    """A record's config with each remedy of its `train.recoveries` undone, latest first: the
+    experiment it started as."""
+    config = json.loads(json.dumps(config))
+    for recovery in reversed(train.get("recoveries", [])):
+        for key, (before, _) in recovery["changed"].items():
+            section, name = key.split(".")
+            config[section][name] = before
+    return config
+
+
+def _normalised(config: dict) -> dict | None:
+    """`config` through today's dataclasses (keys added since at their defaults, which by the
+    config's rule keep the earlier behaviour); None if it no longer loads (a key removed)."""
+    try:
+        model_config = get_paper(config["paper"]).variant(config["variant"]).model_config
+        return RunConfig.from_dict(config, model_config).to_dict()
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _flat(node: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _comparable(config: dict, scored: set[str]) -> dict:
+    config = experiment_identity(config)
+    evaluation = config.get("eval", {})
+    for key, metrics in MOOT_UNLESS_SCORED.items():
+        if not scored & metrics:
+            evaluation.pop(key, None)
+    if evaluation.get("max_examples") is None:   # the whole split is scored either way
+        evaluation.pop("mi_au_whole_split", None)
+    return _flat(config)
+
+
+def _scored(record: dict | None) -> set[str]:
+    """The shared metrics a record was scored on (unsaid: all, so every setting counts)."""
+    return set((record or {}).get("eval", {}).get("metrics", ("mi", "au")))
+
+
+def preset_differences(config: dict, scored: set[str] = frozenset({"mi", "au"})) -> dict | None:
+    """{"section.key": value} where the resolved `config` differs from its preset's config today
+    (at the same seed; thread count and moot evaluation settings aside); {} for a preset run;
+    None when the preset no longer exists or the config no longer loads."""
+    ours = _normalised(config)
+    try:
+        _, preset = resolve(config["paper"], config["variant"], config["preset"])
+    except (ConfigError, KeyError):
+        return None
+    if ours is None:
+        return None
+    preset.seed = config["seed"]
+    a, b = _comparable(ours, scored), _comparable(preset.to_dict(), scored)
+    return {key: a.get(key) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+
+
+def record_differences(record: dict) -> dict | None:
+    """`preset_differences` of the experiment a record started as."""
+    return preset_differences(config_before_recoveries(record["config"], record.get("train", {})),
+                              _scored(record))
+
+
+def same_experiment(record: dict, config: dict) -> bool:
+    """Whether `record` was written by the experiment `config` asks for (see `preset_differences`
+    for what does not count)."""
+    stored = _normalised(config_before_recoveries(record["config"], record.get("train", {})))
+    if stored is None:
+        return False
+    scored = _scored(record)
+    return _comparable(stored, scored) == _comparable(config, scored)
+
+
+def record_path(root: Path, paper: str, variant: str, preset: str, seed: int,
+                config_hash: str | None = None) -> Path:
+    """`<paper>/<variant>__<preset>__seed<k>.json` for a preset run; a run whose config differs
+    from its preset's gets `__<config hash>` too, so it never takes a preset run's place."""
+    for kind, name in (("paper", paper), ("variant", variant), ("preset", preset)):
+        check_name(kind, name)
+    suffix = f"__{config_hash}" if config_hash else ""
+    return Path(root) / paper / f"{variant}__{preset}__seed{int(seed)}{suffix}.json"
+
+
+def record_path_for(root: Path, config: dict, scored: set[str] = frozenset({"mi", "au"})) -> Path:
+    """Where the record of the resolved `config` goes (`record_path`)."""
+    differs = preset_differences(config, scored) != {}
+    return record_path(root, config["paper"], config["variant"], config["preset"], config["seed"],
+                       config_hash(config) if differs else None)
+
+
+def write_json_atomic(obj, path: Path) -> Path:
+    """Write JSON to a temporary file in the same folder, then rename: a reader sees the old file
+    or the new, never half of one. The file gets the mode the umask gives new files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(obj, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_parts(folder: Path, older_than_s: float = STALE_PART_S) -> list[Path]:
+    """Delete the `.part` files a kill left in a records folder (those older than a write takes)."""
+    now, removed = time.time(), []
+    for part in Path(folder).glob("*.part"):
+        try:
+            if now - part.stat().st_mtime > older_than_s:
+                part.unlink()
+                removed.append(part)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def write_record(record: dict, root: Path = RECORDS_DIR) -> Path:
-    path = record_path(root, record["paper"], record["variant"], record["preset"], record["seed"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
-    return path
+    started = config_before_recoveries(record["config"], record.get("train", {}))
+    path = record_path_for(root, started, _scored(record))
+    remove_stale_parts(path.parent)
+    return write_json_atomic(record, path)
+
+
+def read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def load_records(root: Path = RECORDS_DIR, paper: str | None = None) -> list[dict]:

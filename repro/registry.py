@@ -45,6 +45,13 @@ class Variant:
     # (model, corpus, cfg, run_dir) -> ({"test/...": value}, [paths]): metrics beyond the shared
     # evaluation (dialog BLEU, distinct-n), merged into the record and MLflow.
     evaluate_extra: Callable | None = None
+    # (model, cfg, run_dir) -> None: sets parameters from another, finished run before a fresh
+    # run's first update (Yang's "+ init" encoder from a trained LM); not called on a resume,
+    # whose checkpoint already holds them. The optimiser state starts fresh either way.
+    initialise: Callable | None = None
+    # Variants of the same paper whose finished run, at the same preset and seed in the same
+    # runs folder, `initialise` reads: train them first (`repro train`; tests do the same).
+    requires: tuple[str, ...] = ()
     # Trained in the cross-method benchmark (`repro benchmark`): a latent-variable model of single
     # sentences whose preset configs take the protocol's shared sizes (`repro.benchmark`).
     benchmark: bool = False

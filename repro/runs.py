@@ -29,25 +29,68 @@ class RunStatus:
 def load_trained(run_dir: Path, overrides=(), device=None):
     """A trained run's config (the one it trained with, plus `overrides`), its corpus, and its
     model holding the best-validation parameters (`best.pt`) on `device` (default: the config's
-    `train.device`)."""
+    `train.device`). Anything that makes this impossible -- no such folder, an unreadable config
+    or checkpoint, overrides that build a model of another shape -- is a `TrainError` whose one
+    line says what to do."""
     import torch
 
     from repro.config import RunConfig, apply_overrides
     from repro.data import load_corpus
     from repro.registry import get_paper
-    from repro.train import pick_device
+    from repro.train import TrainError, load_checkpoint, pick_device
     run_dir = Path(run_dir)
-    if not (run_dir / "best.pt").exists():
-        raise FileNotFoundError(f"{run_dir} has no best.pt: it is not a trained run folder, or its "
-                                "first epoch has not finished (`repro runs` lists what there is)")
-    raw = json.loads((run_dir / "config.json").read_text())
+    if not run_dir.is_dir():
+        raise TrainError(f"{run_dir} is not a folder: give a run folder such as "
+                         "runs/<paper>/<variant>/<preset>/seed<k> (`repro runs` lists them)")
+    tested = _tested_weights_path(run_dir)
+    if tested is None:
+        raise TrainError(f"{run_dir} has no best.pt: it is not a trained run folder, or its "
+                         "first epoch has not finished (`repro runs` lists what there is)")
+    try:
+        raw = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise TrainError(f"{run_dir / 'config.json'} cannot be read ({type(err).__name__}); "
+                         "the run folder is incomplete: train the run again") from err
     variant = get_paper(raw["paper"]).variant(raw["variant"])
     cfg = apply_overrides(RunConfig.from_dict(raw, variant.model_config), list(overrides))
     device = pick_device(cfg.train.device) if device is None else torch.device(device)
     corpus = load_corpus(cfg.data)
     model = variant.build(cfg, corpus).to(device)
-    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
+    try:
+        model.load_state_dict(_tested_weights(tested, device))
+    except (RuntimeError, TypeError, AttributeError, KeyError) as err:
+        if isinstance(err, TrainError):
+            raise
+        changed = [o for o in overrides if not o.strip().startswith("eval.")]
+        raise TrainError(f"{tested} does not fit the model its config builds"
+                         + (f" with {changed}: a trained model's shape cannot be overridden, "
+                            "only eval.* options" if changed else
+                            "; the run folder mixes files of different runs")) from err
     return cfg, corpus, model
+
+
+def _tested_weights_path(run_dir: Path) -> Path | None:
+    """The checkpoint a finished run was tested with: `best.pt`, or `last.pt` where its record
+    says no epoch was selected (`data.train_on_valid`: the last, averaged, weights were tested)."""
+    if (run_dir / "best.pt").exists():
+        return run_dir / "best.pt"
+    try:
+        record = json.loads((run_dir / "record.json").read_text())
+    except (OSError, ValueError):
+        return None
+    last = run_dir / "last.pt"
+    return last if record.get("train", {}).get("final_checkpoint") == "last" and last.exists() else None
+
+
+def _tested_weights(path: Path, device) -> dict:
+    from repro.train import load_checkpoint
+    weights = load_checkpoint(path, device)
+    if path.name != "last.pt":
+        return weights
+    # A whole checkpoint: its model entry, with the Polyak average the run tested where it kept one.
+    model = dict(weights["model"])
+    model.update(weights.get("polyak", {}).get("average", {}))
+    return model
 
 
 def lock_held(lock: Path) -> bool:
@@ -87,7 +130,12 @@ def run_status(run_dir: Path) -> RunStatus:
     from repro.train import DIVERGED_MARKER, TrainError, load_checkpoint
     running = lock_held(run_dir / ".lock")
     if not (run_dir / "last.pt").is_file():
-        status = "running, first epoch" if running else "no checkpoint: never finished an epoch"
+        if running:
+            status = "running, first epoch"
+        elif (run_dir / DIVERGED_MARKER).is_file():
+            status = "diverged before its first checkpoint: start it afresh with a remedy"
+        else:
+            status = "no checkpoint: never finished an epoch"
         return RunStatus(run_dir, str(run_dir), status, 0, 0, None, {}, 0.0, "")
     try:
         ckpt = load_checkpoint(run_dir / "last.pt", "cpu")
@@ -97,30 +145,39 @@ def run_status(run_dir: Path) -> RunStatus:
         return RunStatus(run_dir, str(run_dir), "running" if running else f"unreadable: {why}",
                          0, 0, None, {}, 0.0, "")
     name = f"{cfg['paper']}/{cfg['variant']}/{cfg['preset']}/seed{cfg['seed']}"
+    finished = _finished(run_dir, state)
     if running:
         status = "running"
-    elif _finished(run_dir, state):
+    elif isinstance(finished, str):
+        status = finished
+    elif finished:
         status = "finished"
     else:
         status = "diverged" if (run_dir / DIVERGED_MARKER).is_file() else "interrupted"
     history = state["history"]
     last = {k: v for k, v in (history[-1] if history else {}).items() if k in SHOWN}
-    resume = "" if status not in ("interrupted", "diverged") else (
+    resumable = status in ("interrupted", "diverged") or status.startswith("unreadable")
+    resume = "" if not resumable else (
         f"repro train {cfg['paper']} {cfg['variant']} --preset {cfg['preset']} --seed {cfg['seed']} "
         f"--runs-dir {run_dir.parents[3]} --resume  (with the run's own --set options" +
         ("; as is, it replays the divergence: add a lower optim.lr, an optim.grad_clip or "
-         "train.bf16=false; if none gets past it, --finish-diverged scores it as it stands)"
+         "train.precision=fp32; if none gets past it, --finish-diverged scores it as it stands)"
          if status == "diverged" else ")"))
     return RunStatus(run_dir, name, status, state["epoch"], cfg["train"]["epochs"],
                      state.get("best_epoch"), last, state["wall_time_s"], resume)
 
 
-def _finished(run_dir: Path, state: dict) -> bool:
-    """A run is finished when its record was written after its last checkpoint's updates."""
+def _finished(run_dir: Path, state: dict) -> bool | str:
+    """A run is finished when its record was written after its last checkpoint's updates (the
+    trainer writes the run folder's record last, after the results record); an unreadable
+    record gives an `unreadable: ...` status instead."""
     record = run_dir / "record.json"
     if not record.is_file():
         return False
-    return json.loads(record.read_text())["train"]["steps"] == state["step"]
+    try:
+        return json.loads(record.read_text())["train"]["steps"] == state["step"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"unreadable: {record.name} ({type(err).__name__}); `--resume` writes it again"
 
 
 def find_runs(runs_root: Path) -> list[RunStatus]:

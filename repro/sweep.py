@@ -14,10 +14,15 @@ finished when its run record exists and the config stored in it hashes like the 
 a sweep run again skips what is done and reruns what changed; there is no other state file.
 A job that fails is retried once, after the first round; what still fails is reported with its
 error, and the sweep exits non-zero.
+
+With a deadline (`--deadline SECONDS`, for a lent GPU) the jobs start in `repro.lease.PRIORITY`
+order, none starts after the deadline, each trainer checkpoints its current update and stops
+once it passes (`repro.train.DeadlineReached`), and a local worker still busy
+`DEADLINE_GRACE_S` later (in an evaluation, which cannot be checkpointed part-way) is stopped
+by SIGTERM; stopped jobs are neither failed nor retried, and `--resume` continues them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -32,19 +37,16 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from repro.config import RunConfig, experiment_identity, resumes_as
+from repro.config import RunConfig, config_hash, resumes_as
 
 ENGINES_EXTRA = "pip install 'repro[sweep]'"
+# After the deadline, how long a local worker may go on (finishing an evaluation) before it is
+# stopped by SIGTERM; its trainer has already checkpointed the last update before the deadline.
+DEADLINE_GRACE_S = 30.0
 
 
 class EngineUnavailable(RuntimeError):
     """The engine asked for cannot run here (its package is missing); never a silent fallback."""
-
-
-def config_hash(config: dict) -> str:
-    """A stable short hash of a resolved config (`RunConfig.to_dict()` or a record's `config`)."""
-    identity = json.dumps(experiment_identity(config), sort_keys=True)
-    return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -98,49 +100,23 @@ def make_jobs(paper: str, variants: Iterable[str] | None, seeds: Iterable[int], 
     return [Job(paper, variant, preset, seed, tuple(overrides)) for variant, seed in dict.fromkeys(grid)]
 
 
-# Evaluation settings that only shape metrics a record may not have: a model without a latent
-# (an RNNLM) is scored by its NLL alone, so how MI and AU would have been scored cannot change it.
-MOOT_UNLESS_SCORED = {"mi_au_whole_split": {"mi", "au"}, "mi_pool": {"mi"}, "au_threshold": {"au"}}
-
-
 def is_finished(job: Job, records_dir: Path) -> bool:
-    """The job's record exists and was written by the same config (whatever the thread count).
-    A key added to the config since the record was written counts at its default, which by the
-    config's rule keeps the earlier behaviour; a key since removed makes the record stale; an
-    evaluation setting for a metric the record does not have does not count (`MOOT_UNLESS_SCORED`);
-    a run that went on from a divergence with a remedy counts under the config it started with."""
-    from repro.records import record_path
-    from repro.registry import get_paper
-    path = record_path(records_dir, job.paper, job.variant, job.preset, job.seed)
-    try:
-        record = json.loads(path.read_text())
-        model_config = get_paper(job.paper).variant(job.variant).model_config
-        started = _config_before_recoveries(record["config"], record.get("train", {}))
-        stored = RunConfig.from_dict(started, model_config).to_dict()
-        scored = set(record.get("eval", {}).get("metrics", ("mi", "au")))  # unsaid: all count
-    except (OSError, ValueError, KeyError, TypeError):   # ConfigError is a ValueError
-        return False
-    current = job.config().to_dict()
-    for key, metrics in MOOT_UNLESS_SCORED.items():
-        if not scored & metrics:
-            stored["eval"].pop(key, None)
-            current["eval"].pop(key, None)
-    return config_hash(stored) == config_hash(current)
-
-
-def _config_before_recoveries(config: dict, train: dict) -> dict:
-    """A record's config with each remedy of its `train.recoveries` undone, latest first."""
-    config = json.loads(json.dumps(config))
-    for recovery in reversed(train.get("recoveries", [])):
-        for key, (before, _) in recovery["changed"].items():
-            section, name = key.split(".")
-            config[section][name] = before
-    return config
+    """The job's record exists and was written by the same config (`records.same_experiment`:
+    whatever the thread count, keys added since at their defaults, evaluation settings of
+    metrics the record lacks ignored, remedies after a divergence undone)."""
+    from repro.records import read_record, record_path, record_path_for, same_experiment
+    config = job.config().to_dict()
+    # Overrides of settings a model is not scored on (MI pooling for an RNNLM) leave its record
+    # under the preset's name, so that name is looked at as well.
+    paths = {record_path_for(records_dir, config),
+             record_path(records_dir, job.paper, job.variant, job.preset, job.seed)}
+    return any(record is not None and same_experiment(record, config)
+               for record in map(read_record, paths))
 
 
 def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:
     """What a sweep would do with `job`: skip it, continue or restart its checkpoint, or run it."""
-    from repro.records import record_path
+    from repro.records import record_path_for
     from repro.runs import run_status
     from repro.train import run_dir_for
     if is_finished(job, records_dir):
@@ -164,7 +140,7 @@ def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:
         return ("trained, but its record was scored under another evaluation: "
                 + ("--resume re-evaluates its checkpoint" if resume
                    else "trains again (--resume would only re-evaluate its checkpoint)"))
-    if record_path(records_dir, job.paper, job.variant, job.preset, job.seed).is_file():
+    if record_path_for(records_dir, job.config().to_dict()).is_file():
         return "to run again: its record was written by another config"
     return "to run"
 
@@ -245,6 +221,7 @@ class Outcome:
     wall_s: float = 0.0
     where: str = ""          # host and pid, plus the Ray node/task or submitit job that ran it
     attempts: int = 1
+    stopped: bool = False    # by the deadline: checkpointed, continued by `--resume`
 
 
 @dataclass(frozen=True)
@@ -260,6 +237,7 @@ class WorkerSettings:
     threads: int | None               # torch threads per job, unless the overrides set them
     env: dict = field(default_factory=dict)   # MLFLOW_TRACKING_URI, REPRO_DATA_DIR, ...
     experiment: str | None = None     # MLflow experiment (default: the trainer's repro-<dataset>)
+    deadline: float | None = None     # `time.time()` at which every job stops (`--deadline`)
 
 
 def run_job(job: Job, settings: WorkerSettings) -> Outcome:
@@ -267,13 +245,20 @@ def run_job(job: Job, settings: WorkerSettings) -> Outcome:
     returned, not raised, so every engine reports them the same way."""
     started = time.time()
     os.environ.update(settings.env)
+    if settings.deadline is not None and started >= settings.deadline:
+        return Outcome(job, ok=False, stopped=True, error="not started: the deadline had passed",
+                       where=worker_identity(settings.engine))
     try:
-        from repro.train import train
+        from repro.train import DeadlineReached, train
         result = train(job.config(settings.threads), runs_root=Path(settings.runs_dir),
                        records_root=Path(settings.records_dir), resume=settings.resume,
-                       track=settings.track, progress=False, experiment=settings.experiment)
+                       track=settings.track, progress=False, experiment=settings.experiment,
+                       deadline=settings.deadline)
         return Outcome(job, ok=True, record_path=str(result.record_path),
                        wall_s=time.time() - started, where=worker_identity(settings.engine))
+    except DeadlineReached as err:
+        return Outcome(job, ok=False, stopped=True, error=str(err), wall_s=time.time() - started,
+                       where=worker_identity(settings.engine))
     except Exception as err:  # the driver retries and reports it; the worker itself goes on
         return Outcome(job, ok=False, error=error_text(err), wall_s=time.time() - started,
                        where=worker_identity(settings.engine))
@@ -344,10 +329,27 @@ def run_local(jobs: list[Job], settings: WorkerSettings, options: EngineOptions)
     # spawn, not fork: the driver has imported torch, and a forked OpenMP pool can deadlock.
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=options.parallel, mp_context=context)
+    hard_stop = None if settings.deadline is None else settings.deadline + DEADLINE_GRACE_S
+    futures: dict = {}
     try:
         futures = {pool.submit(run_in_pool_worker, job, settings): job for job in jobs}
-        for future in as_completed(futures):
-            yield collect(future.result, futures[future])
+        for future in as_completed(futures, timeout=None if hard_stop is None
+                                   else max(hard_stop - time.time(), 0.0)):
+            yield collect(future.result, futures.pop(future))
+    except TimeoutError:
+        # Past the grace: what still runs is evaluating (training stopped at the deadline with a
+        # checkpoint); SIGTERM makes its trainer close its run, and `--resume` scores it later.
+        processes = list(pool._processes.values())
+        for process in processes:
+            process.terminate()
+        for process in processes:   # so that a `repro lease pack` right after finds them closed
+            process.join(timeout=DEADLINE_GRACE_S)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for job in futures.values():
+            yield Outcome(job, ok=False, stopped=True,
+                          error=f"stopped by SIGTERM {DEADLINE_GRACE_S:.0f} s after the deadline; "
+                                "--resume continues from its last checkpoint")
+        return
     except BaseException:
         # A stopped sweep stops its jobs: orphaned workers would go on training. Each worker's
         # trainer turns SIGTERM into a KILLED run that keeps its last checkpoint (`--resume`).
@@ -423,6 +425,7 @@ class SweepSummary:
     finished: list[Outcome] = field(default_factory=list)   # trained now (retried ones included)
     retried: list[Outcome] = field(default_factory=list)    # final outcome of jobs that needed a retry
     failed: list[Outcome] = field(default_factory=list)     # failed twice
+    stopped: list[Outcome] = field(default_factory=list)    # by the deadline: `--resume` goes on
 
     @property
     def ok(self) -> bool:
@@ -430,8 +433,10 @@ class SweepSummary:
 
     def lines(self) -> list[str]:
         out = [f"sweep: {len(self.finished)} finished, {len(self.retried)} retried, "
-               f"{len(self.skipped)} skipped as already finished, {len(self.failed)} failed"]
+               f"{len(self.skipped)} skipped as already finished, {len(self.failed)} failed"
+               + (f", {len(self.stopped)} stopped at the deadline" if self.stopped else "")]
         out += [f"  skipped   {job.key}" for job in self.skipped]
+        out += [f"  stopped   {o.job.key}: {o.error}" for o in self.stopped]
         out += [f"  retried   {o.job.key}: {'finished' if o.ok else 'failed again'}" for o in self.retried]
         out += [f"  FAILED    {o.job.key}: {o.error}" for o in self.failed]
         return out
@@ -448,6 +453,9 @@ def run_sweep(jobs: list[Job], records_dir: Path, engine: Engine,
     log(f"sweep: {len(jobs)} jobs, {len(summary.skipped)} already finished, {len(todo)} to run")
     first_failures = []
     for outcome in _attempt(todo, engine, log):
+        if outcome.stopped:
+            summary.stopped.append(outcome)
+            continue
         (summary.finished if outcome.ok else first_failures).append(outcome)
     # Another sweep over the same records (a second driver, a colleague) may have finished a job
     # that failed here because its run folder was busy: that one is done, not retried.
@@ -461,6 +469,9 @@ def run_sweep(jobs: list[Job], records_dir: Path, engine: Engine,
         log(f"retrying {len(retry)} failed job(s) once")
     for outcome in _attempt(retry, engine, log):
         outcome.attempts = 2
+        if outcome.stopped:
+            summary.stopped.append(outcome)
+            continue
         summary.retried.append(outcome)
         (summary.finished if outcome.ok else summary.failed).append(outcome)
     for line in summary.lines():
@@ -472,7 +483,8 @@ def _attempt(jobs: list[Job], engine: Engine, log: Callable[[str], None]) -> Ite
     if not jobs:
         return
     for outcome in engine(jobs):
-        status = f"done in {outcome.wall_s:.1f} s" if outcome.ok else f"failed: {outcome.error}"
+        status = (f"done in {outcome.wall_s:.1f} s" if outcome.ok else
+                  f"stopped: {outcome.error}" if outcome.stopped else f"failed: {outcome.error}")
         log(f"  {outcome.job.key} {status} [{outcome.where or 'no worker'}]")
         yield outcome
 
@@ -497,6 +509,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--time-min", type=int, default=240, help="slurm: time limit per job, minutes")
     parser.add_argument("--submitit-cluster", choices=("slurm", "local", "debug"), default="slurm",
                         help="slurm engine: submitit's executor (local/debug run without a cluster)")
+    parser.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                        help="stop every job this many seconds after the command starts, each "
+                             "with a checkpoint of its last update (--resume continues it); jobs "
+                             "start in repro.lease.PRIORITY order (README: GPU leases)")
     parser.add_argument("--submitit-dir", default=None,
                         help="slurm: submitit's logs and pickles (default: <runs-dir>/submitit; "
                              "must be on a filesystem the nodes share)")
@@ -505,8 +521,9 @@ def add_arguments(parser) -> None:
 def run_from_args(args) -> int:
     """`repro sweep`: 0 when every job is finished, 1 when some failed after their retry, 2 when
     the engine cannot run here."""
-    return run_jobs(args, lambda: make_jobs(args.paper, args.variants, args.seeds, args.preset,
-                                            args.overrides),
+    from repro.lease import jobs_for
+    return run_jobs(args, lambda: jobs_for(args.paper, args.variants, args.seeds, args.preset,
+                                           args.overrides),
                     Path(args.records_dir), title=f"sweep {args.paper} ({args.preset})")
 
 
@@ -514,7 +531,14 @@ def run_jobs(args, plan: Callable[[], list[Job]], records_dir: Path, experiment:
              title: str = "sweep") -> int:
     """Run the jobs `plan` gives on the engine `args` names (the `repro sweep` options), records to
     `records_dir`, MLflow runs to `experiment`; `repro sweep` and `repro benchmark` share it."""
+    from repro.lease import by_priority
     from repro.train import raise_keyboard_interrupt
+    deadline = getattr(args, "deadline", None)
+    if deadline is not None:
+        started, unordered = time.time(), plan
+        # Measured from the command's start: planning and engine start-up count against a lease.
+        args.deadline_at = started + deadline
+        plan = lambda: by_priority(unordered())   # noqa: E731
     if args.plan:
         print("\n".join(plan_lines(plan(), Path(records_dir).resolve(), Path(args.runs_dir).resolve(),
                                    args.resume)))
@@ -536,7 +560,8 @@ def _run_jobs(args, jobs: list[Job], records_dir: Path, experiment: str | None, 
     options, threads = engine_options(args, runs_dir)
     settings = WorkerSettings(engine=args.engine, runs_dir=str(runs_dir), records_dir=str(records_dir),
                               track=not args.no_mlflow, resume=args.resume, threads=threads,
-                              env=shared_env(), experiment=experiment)
+                              env=shared_env(), experiment=experiment,
+                              deadline=getattr(args, "deadline_at", None))
     user_threads = bool(jobs) and jobs[0].sets("train.threads")
     print(f"{title} on {args.engine}: "
           + ("train.threads as --set" if user_threads else f"{threads} torch thread(s) per job")
@@ -545,6 +570,9 @@ def _run_jobs(args, jobs: list[Job], records_dir: Path, experiment: str | None, 
                                                    options=options))
     if summary.finished:
         print("aggregate over seeds with `repro table`")
+    if summary.stopped:
+        print(f"{len(summary.stopped)} job(s) stopped at the deadline: the same command with "
+              "--resume continues them (`repro lease pack` carries their checkpoints)")
     return 0 if summary.ok else 1
 
 

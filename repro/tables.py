@@ -7,13 +7,15 @@
 """
 from __future__ import annotations
 
+import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from repro import benchmark
+from repro import benchmark, lease
 from repro.demo import NAME as DEMO
-from repro.records import RECORDS_DIR, describe_commits, load_records, mi_scoring
+from repro.records import RECORDS_DIR, describe_commits, load_records, mi_scoring, record_differences
 from repro.registry import Paper, load_papers
 
 RESULTS_DIR = Path("results")
@@ -31,11 +33,34 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.2f} ± {statistics.stdev(values):.2f}"
 
 
-def _group(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+STALE = "stale: its config no longer loads or its preset is gone"
+
+
+def configuration(record: dict) -> str:
+    """What a record ran beside its preset, as a row label: "" for the preset's own config
+    today, else the differing `section.key=value`s (`records.record_differences`). Records are
+    pooled as seeds only when this label, variant and preset agree: seeds of one config."""
+    differences = record_differences(record)
+    if differences is None:
+        return STALE
+    return ", ".join(f"{key}={json.dumps(value)}" for key, value in differences.items())
+
+
+def _group(records: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
     groups = defaultdict(list)
     for rec in records:
-        groups[(rec["variant"], rec["preset"])].append(rec)
+        groups[(rec["variant"], rec["preset"], configuration(rec))].append(rec)
     return groups
+
+
+def _preset_cell(preset: str, config: str) -> str:
+    return preset if not config else f"{preset} + {config}"
+
+
+def _one(values) -> str:
+    """The single value a homogeneous group shares, or every distinct one (never just the first)."""
+    distinct = sorted({str(v) for v in values})
+    return ", ".join(distinct) if distinct else "—"
 
 
 def _metric(rec: dict, name: str) -> float | None:
@@ -72,9 +97,11 @@ def render(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
               "| variant | metric | paper | tag | ours | diff | preset | seeds | status |",
               "|---|---|---|---|---|---|---|---|---|"]
     for name, variant in paper.variants.items():
-        presets = sorted({p for (v, p) in groups if v == name}) or [None]
+        # Only runs of a preset's own config are set against the paper; the others are in the
+        # second table, labelled by what they changed.
+        presets = sorted({p for (v, p, c) in groups if v == name and not c}) or [None]
         for preset in presets:
-            recs = groups.get((name, preset), [])
+            recs = groups.get((name, preset, ""), [])
             for metric in paper.table_metrics:
                 reported = variant.reported.get(metric)
                 if reported is None and not recs:
@@ -89,24 +116,55 @@ def render(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
                           else _status(reported, recs, ours))
                 lines.append(f"| {name} | {metric} | {paper_value} | {reported.tag if reported else '—'} "
                              f"| {_fmt(ours)} | {diff} | {preset or '—'} | {len(recs)} | {status} |")
+    # The shared metrics, then the paper's own ones that its comparison table names (Shen's MMD).
+    shown = ALL_METRICS + tuple(m.split("/", 1)[-1] for m in paper.table_metrics
+                                if m.split("/", 1)[-1] not in ALL_METRICS)
     lines += ["", "## Every metric of our runs (evaluation module, one protocol)", "",
-              "| variant | preset | dataset | " + " | ".join(ALL_METRICS)
-              + " | K | MI scoring | best epoch / epochs | train fraction | wall time (s) |",
-              "|---|---|---|" + "---|" * len(ALL_METRICS) + "---|---|---|---|---|"]
-    for (name, preset), recs in sorted(groups.items()):
-        cells = [_fmt([v for v in (_metric(r, m) for r in recs) if v is not None]) for m in ALL_METRICS]
-        ev = recs[0].get("eval", {})
-        data = recs[0]["dataset"] + (f" (for {recs[0]['substitute_for']})" if recs[0].get("substitute_for") else "")
+              "| variant | preset | dataset | " + " | ".join(shown)
+              + " | K | MI scoring | best epoch / epochs | val objective | val kl | train fraction "
+              "| wall time (s) |",
+              "|---|---|---|" + "---|" * len(shown) + "---|---|---|---|---|---|---|"]
+    for (name, preset, config), recs in sorted(groups.items()):
+        cells = [_fmt([v for v in (_metric(r, m) for r in recs) if v is not None]) for m in shown]
+        data = _one(r["dataset"] + (f" (for {r['substitute_for']})" if r.get("substitute_for") else "")
+                    for r in recs)
         wall = _fmt([r["wall_time_s"] for r in recs])
         epochs = sorted({_best_of_epochs(r.get("train", {})) for r in recs})
-        fraction = recs[0].get("config", {}).get("data", {}).get("train_fraction", "—")
-        lines.append(f"| {name} | {preset} | {data} | " + " | ".join(cells)
-                     + f" | {'exact' if ev.get('nll_estimator') == 'exact' else ev.get('iw_samples', '—')}"
+        samples = _one(_samples_cell(r) for r in recs)
+        fraction = _one(r.get("config", {}).get("data", {}).get("train_fraction", "—") for r in recs)
+        lines.append(f"| {name} | {_preset_cell(preset, config)} | {data} | " + " | ".join(cells)
+                     + f" | {samples}"
                      f" | {'; '.join(sorted({mi_scoring(r) or '—' for r in recs}))}"
-                     f" | {', '.join(map(str, epochs))} | {fraction}"
-                     f" | {wall} |")
+                     f" | {', '.join(map(str, epochs))}"
+                     f" | {_fmt(_at_best_epoch(recs, 'objective'))} | {_fmt(_at_best_epoch(recs, 'val/kl'))}"
+                     f" | {fraction} | {wall} |")
     lines += ["", f"Records: {len(records)}; commits: {describe_commits(records)}.", ""]
     return "\n".join(lines)
+
+
+def _samples_cell(record: dict) -> str:
+    """K of the IW-NLL, `exact` for a model without a latent, `—` where no NLL was scored."""
+    evaluation = record.get("eval", {})
+    if "nll" not in evaluation.get("metrics", ("nll",)):
+        return "—"
+    return "exact" if evaluation.get("nll_estimator") == "exact" else str(evaluation.get("iw_samples", "—"))
+
+
+def _at_best_epoch(records: list[dict], key: str) -> list[float]:
+    """Validation numbers of the epoch each record tested (what a tuning sweep selects on):
+    `objective` is the validation objective (negative ELBO, or NLL without a latent)."""
+    values = []
+    for rec in records:
+        train = rec.get("train", {})
+        if key == "objective":
+            value = train.get("best_val")
+        else:
+            best = train.get("best_epoch")
+            entry = next((e for e in rec.get("history", []) if e.get("epoch") == best), {})
+            value = entry.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            values.append(float(value))
+    return values
 
 
 def _best_of_epochs(train: dict) -> str:
@@ -126,7 +184,8 @@ def _paper_row(paper: Paper, records_root: Path) -> str:
     runnable = [v.name for v in rows if v.runnable]
     done = defaultdict(set)
     for rec in load_records(records_root, paper.name):
-        done[rec["preset"]].add(rec["variant"])
+        if not configuration(rec):     # a run of the preset's own config today
+            done[rec["preset"]].add(rec["variant"])
     cells = [f"{sum(name in done[preset] for name in runnable)} / {len(runnable)}"
              for preset in ("cpu", "paper")]
     to_run = [name for name in runnable if name not in done["cpu"]]
@@ -140,7 +199,7 @@ def _benchmark_rows(records_root: Path) -> list[str]:
     rows = []
     everyone = [f"{p}/{v}" for p, v in benchmark.methods()]
     for dataset in benchmark.datasets_with_records(records_root):
-        records = load_records(benchmark.records_root(dataset, records_root))
+        records, _ = benchmark.protocol_records(dataset, records_root)
         for preset in sorted({r["preset"] for r in records}):
             proto = benchmark.PROTOCOLS.get((dataset, benchmark.scale_of(preset)))
             seeds = defaultdict(set)
@@ -173,6 +232,7 @@ def render_index(records_root: Path = RECORDS_DIR) -> str:
         lines += ["", "## Cross-method benchmark (`repro benchmark`)", "",
                   "| dataset | preset | methods with every seed | partly run | not run | table |",
                   "|---|---|---|---|---|---|", *bench]
+    lines += lease.estimate_lines(records_root)
     return "\n".join(lines) + "\n"
 
 
@@ -199,10 +259,41 @@ def rendered_tables(records_root: Path = RECORDS_DIR, results_dir: Path = RESULT
         yield benchmark.table_path(dataset, results_dir), benchmark.render(dataset, records_root)
 
 
+class TableError(ValueError):
+    """Tables cannot be written as asked; the message says what to do instead."""
+
+
+GENERATED_MARK = "Generated by `repro table`"
+
+
+def results_dir_for(records_root: Path, results_dir: Path | None) -> Path | None:
+    """Where tables go: `results_dir` if given; `results/` for the default records folder; else
+    nowhere (None): tables are written only where the user asked for them."""
+    if results_dir is not None:
+        return Path(results_dir)
+    if Path(records_root).resolve() == RECORDS_DIR.resolve():
+        return RESULTS_DIR
+    return None
+
+
+def check_records_root(records_root: Path) -> None:
+    if not Path(records_root).is_dir():
+        raise TableError(f"records folder {records_root} does not exist; give the folder that "
+                         "holds <paper>/*.json run records (default: results/records)")
+
+
 def write_all(records_root: Path = RECORDS_DIR, results_dir: Path = RESULTS_DIR) -> list[Path]:
-    """Write every table, and the benchmark figures beside their tables."""
+    """Write every table, and the benchmark figures beside their tables. A file already there
+    that the tool did not generate (no `GENERATED_MARK` line) is never overwritten: nothing is
+    written then, and the error names it."""
+    check_records_root(records_root)
+    rendered = list(rendered_tables(records_root, results_dir))
+    foreign = [path for path, _ in rendered if path.is_file() and GENERATED_MARK not in path.read_text()]
+    if foreign:
+        raise TableError(f"{', '.join(map(str, foreign))} exist and were not written by `repro "
+                         "table`: nothing was overwritten; give another --results-dir")
     out = []
-    for path, text in rendered_tables(records_root, results_dir):
+    for path, text in rendered:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         out.append(path)
@@ -211,8 +302,22 @@ def write_all(records_root: Path = RECORDS_DIR, results_dir: Path = RESULTS_DIR)
     return out
 
 
+def write_where_asked(records_root: Path, results_dir: Path | None) -> list[Path]:
+    """`write_all` into `results_dir_for(...)`, saying what was written, or why nothing was."""
+    results = results_dir_for(records_root, results_dir)
+    if results is None:
+        print(f"tables not written: records went to {records_root}; add --results-dir DIR to "
+              "write their tables (or later: repro table --records-dir ... --results-dir DIR)")
+        return []
+    written = write_all(records_root, results)
+    for path in written:
+        print(f"wrote {path}")
+    return written
+
+
 def check(records_root: Path = RECORDS_DIR, results_dir: Path = RESULTS_DIR) -> list[str]:
     """Names of tables that are missing or differ from what the records give (empty: all good)."""
+    check_records_root(records_root)
     problems = []
     for path, text in rendered_tables(records_root, results_dir):
         if not path.is_file():

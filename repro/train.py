@@ -3,9 +3,13 @@
 config -> corpus -> model (from the registry) -> epochs of updates with validation, checkpoints,
 learning-rate decay and early stopping -> test evaluation of the best checkpoint -> run record,
 MLflow run and plots. A run directory holds `last.pt` (written atomically every epoch, what
-`--resume` restores: model, optimiser, step, epoch, RNG state, history, MLflow run id) and
+`--resume` restores: model, optimiser, the Polyak average under `optim.polyak`, step, epoch,
+RNG state, history, MLflow run id; also written mid-epoch when a `deadline` stops the run, with
+the epoch's running sums under `partial_epoch`, so the resumed epoch goes on from that update) and
 `best.pt` (the parameters with the best validation objective, among the epochs the model calls
-`selectable`; without one, the last parameters are tested and the record says so).
+`selectable`; without one, the last parameters are tested and the record says so), and, under
+`optim.plateau_restores_best`, `best_optimizer.pt` (the optimiser state of that epoch, which a
+learning-rate decay restores with the parameters).
 
 Surviving kills: a checkpoint becomes visible only by an atomic rename (a `.part` file left by
 a kill mid-write is never read, and is removed at the next start); a run folder is locked while
@@ -16,16 +20,26 @@ killed and never resumed).
 
 Surviving divergence: a NaN/inf loss or parameter, or a validation objective over
 `DIVERGED_RATIO` times its best, stops the run before `last.pt` is overwritten and marks the
-folder; resuming it may then change the `RECOVERY_KEYS` (a lower rate, clipping, bf16 off),
-and the record lists each such change under `train.recoveries`.
+folder; resuming it may then change the `RECOVERY_KEYS` (a lower rate, clipping), and the
+record lists each such change under `train.recoveries`. Precision is a resource, like the
+thread count: any resume may change it, and the history says which ran each epoch.
+
+Speed on the machine at hand: `train.precision=auto` runs bf16 autocast (softmax and losses in
+fp32) where this machine's bf16 products at the model's shapes are at least 1.3x fp32's
+(`repro.precision`, timed once per machine and torch version, cached), and `train.threads`
+unset (auto) runs each epoch at the faster of 1 thread and all of torch's threads, timed on the
+epoch's first updates (`ThreadChoice`). Either one set explicitly is obeyed. The record
+(`train.precision`; each history entry's `precision`, `threads` and probe rates) and the MLflow
+params (`train.precision_used`, `train.precision_reason`, `train.bf16_speedup`) say what ran
+and why.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
-import pickle
 import signal
 import socket
 import time
@@ -35,10 +49,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from repro import precision as precision_mod
 from repro import records
-from repro.config import RunConfig, flatten, recovery_changes, validate
+from repro.averaging import averaged, make_average
+from repro.config import RunConfig, flatten, precision_setting, recovery_changes, validate
 from repro.data import load_corpus
-from repro.evaluate import evaluate_corpus, require_bf16_support
+from repro.data.sources import DataError
+from repro.evaluate import applicable_metrics, evaluate_corpus, require_bf16_support
 from repro.registry import get_paper
 from repro.tracking import Tracker
 
@@ -65,6 +82,11 @@ class TrainingDiverged(TrainError):
 
 class RunDirBusy(TrainError):
     """Another process is training in the same run folder."""
+
+
+class DeadlineReached(TrainError):
+    """The run stopped at its wall-clock deadline (`train(deadline=...)`) with `last.pt` holding
+    every update it made, mid-epoch included; `--resume` continues it exactly."""
 
 
 @dataclass
@@ -106,7 +128,12 @@ def build_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optim
     o = cfg.optim
     if o.name == "adam":
         # The fused kernel is 4x faster than the per-tensor loop on CPU (benchmarks/README.md).
-        return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, fused=True)
+        return torch.optim.Adam(model.parameters(), lr=o.lr, eps=o.eps, weight_decay=o.weight_decay,
+                                fused=True)
+    if o.name == "adamax":
+        # Kingma's and Chen's optimiser; PyTorch's betas (0.9, 0.999) are the official IAF
+        # code's (beta1 = 0.1, beta2 = 0.001 in its 1 - beta convention).
+        return torch.optim.Adamax(model.parameters(), lr=o.lr, eps=o.eps, weight_decay=o.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
@@ -125,7 +152,7 @@ def load_checkpoint(path: Path, device) -> dict:
     that would need arbitrary unpickling is refused, not executed."""
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+    except Exception as err:   # random bytes make the unpickler raise almost anything
         raise TrainError(f"{path} is not a checkpoint this code can load safely ({type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''}); move it away to start "
                          "afresh") from err
@@ -182,18 +209,28 @@ def params_finite(model: torch.nn.Module) -> bool:
 
 
 def validation_objective(metrics: dict) -> float:
-    """Lower is better: the negative ELBO for latent models, the exact NLL otherwise."""
-    return metrics["elbo"] if "elbo" in metrics else metrics["nll"]
+    """Lower is better: the negative ELBO for latent models, the exact NLL otherwise, and the
+    model's own `objective` (an `evaluation_terms` value) where it has neither."""
+    for name in ("elbo", "nll"):
+        if name in metrics:
+            return metrics[name]
+    return metrics["objective"]
 
 
 def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | None = records.RECORDS_DIR,
           resume: bool = False, track: bool = True, progress: bool = True,
-          experiment: str | None = None, finish_diverged: bool = False) -> RunResult:
-    """Train, evaluate and record one run of `cfg`; see the module docstring. `experiment`
+          experiment: str | None = None, finish_diverged: bool = False,
+          deadline: float | None = None) -> RunResult:
+    """Train, evaluate and record one run of `cfg`; see the module docstring. `deadline` (a
+    `time.time()` value) stops it cleanly once passed, before the next update or before the test
+    evaluation, as `DeadlineReached` (see `_stop_at_deadline`). `experiment`
     names the MLflow experiment (default `repro-<dataset>`). `finish_diverged` ends a run that
     stopped on divergence where it stands, when no remedy gets it past: its best checkpoint is
     scored and the record says, under `train.stopped_by_divergence`, after which epoch and why."""
     validate(cfg)
+    variant = get_paper(cfg.paper).variant(cfg.variant)   # unknown names fail before a folder exists
+    if not variant.runnable:
+        raise TrainError(f"{cfg.paper}/{cfg.variant} is not runnable here: {variant.not_run_reason}")
     run_dir = run_dir_for(cfg, runs_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(run_dir):
@@ -204,33 +241,52 @@ def train(cfg: RunConfig, *, runs_root: Path = RUNS_DIR, records_root: Path | No
         if finish_diverged and not (run_dir / "last.pt").is_file():
             raise TrainError(f"{run_dir} diverged before its first checkpoint: there is nothing "
                              "to score; start it afresh with a remedy")
-        return _train(cfg, run_dir, records_root, resume or finish_diverged, track, progress,
-                      experiment or f"repro-{cfg.data.dataset}", finish_diverged)
+        threads_before = torch.get_num_threads()
+        try:
+            return _train(cfg, run_dir, records_root, resume or finish_diverged, track, progress,
+                          experiment or f"repro-{cfg.data.dataset}", finish_diverged, deadline)
+        finally:    # auto may have left 1 thread: the caller's next run starts from its own
+            torch.set_num_threads(threads_before)
 
 
 def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: bool, track: bool,
-           progress: bool, experiment: str, finish_diverged: bool = False) -> RunResult:
+           progress: bool, experiment: str, finish_diverged: bool = False,
+           deadline: float | None = None) -> RunResult:
     started = time.time()
     commit = records.git_commit()
     device = pick_device(cfg.train.device)
-    if cfg.train.bf16 or cfg.eval.bf16:
+    if "bf16" in (precision_setting(cfg.train), precision_setting(cfg.eval)):
         require_bf16_support(device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    threads = ThreadChoice(cfg.train.threads, device)
     torch.manual_seed(cfg.seed)
-    corpus = load_corpus(cfg.data)
+    try:
+        corpus = load_corpus(cfg.data)
+    except DataError as err:
+        raise DataError(f"{cfg.paper}/{cfg.variant} at preset {cfg.preset} is not runnable here: "
+                        f"{err}") from err
     variant = get_paper(cfg.paper).variant(cfg.variant)
     model = variant.build(cfg, corpus).to(device)
+    if variant.initialise is not None and not (resume and (run_dir / "last.pt").is_file()):
+        variant.initialise(model, cfg, run_dir)    # before the Polyak average copies the weights
     optimizer = build_optimizer(cfg, model)
+    average = make_average(model, cfg.optim.polyak)
+    if average is not None and cfg.optim.plateau_restores_best:
+        raise TrainError("optim.polyak with optim.plateau_restores_best is not supported: the "
+                         "restored best parameters are averaged ones")
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    train_precision = _train_precision(cfg, model, corpus, device)
 
     state = {"step": 0, "epoch": 0, "best_val": math.inf, "best_epoch": None, "stale_epochs": 0,
              "history": [], "mlflow_run_id": None, "wall_time_s": 0.0, "done": False}
+    partial_epoch = None
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path, device)
+        partial_epoch = ckpt.get("partial_epoch")
         changes = _resume_changes(json.loads(ckpt["config"]), cfg, variant.model_config, run_dir)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if average is not None:
+            average.load_state_dict(ckpt["polyak"])
         set_rng_state(ckpt["rng"])
         state.update(json.loads(ckpt["state"]))
         if finish_diverged:
@@ -253,12 +309,21 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
     recoveries = state.get("recoveries", [])
     changed = {key for r in recoveries for key in r["changed"]}
     tracker.log_params({k: v for k, v in flatten(cfg).items() if k not in changed})
+    # What auto chose. A resume on another machine may choose otherwise and MLflow refuses a
+    # changed param, so the params are the first start's, the tags the latest start's.
+    chosen = {"train.precision_used": train_precision.precision,
+              "train.precision_reason": train_precision.reason,
+              "train.bf16_speedup": train_precision.speedup,
+              "train.threads_used": "auto" if threads.auto else threads.fixed}
+    if not state["epoch"] and partial_epoch is None:
+        tracker.log_params(chosen)
     tags = {"paper": cfg.paper, "variant": cfg.variant, "method": f"{cfg.paper}/{cfg.variant}",
             "preset": cfg.preset, "seed": cfg.seed, "dataset": cfg.data.dataset,
             "substitute_for": cfg.data.substitute_for or "", "git_commit": commit,
-            "data_sha256": corpus.sha256, "device": str(device),
+            "data_sha256": corpus.sha256, "device": str(device), **chosen,
             **({"recoveries": json.dumps(recoveries)} if recoveries else {})}
     tracker.set_tags(tags)
+    tracker.log_corpus(cfg.data, corpus)
     _resend_missing(tracker, [(_epoch_metrics(e), e["step"]) for e in state["history"]])
 
     status = "FAILED"
@@ -266,13 +331,21 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
     try:
         try:
             _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_path,
-                 progress, lambda: prior_wall + (time.time() - started))
+                 progress, lambda: prior_wall + (time.time() - started), average,
+                 deadline, partial_epoch, train_precision.precision == "bf16", threads)
         except TrainingDiverged as err:
             _mark_diverged(run_dir, state, str(err))
             raise
         (run_dir / DIVERGED_MARKER).unlink(missing_ok=True)
+        if deadline is not None and time.time() >= deadline:
+            # The test evaluation cannot be checkpointed part-way; `last.pt` already holds the
+            # whole training, so a resume goes straight to it.
+            raise DeadlineReached(f"deadline reached after training, before the test evaluation; "
+                                  f"--resume evaluates {last_path}")
         if best_path.is_file():
             model.load_state_dict(load_checkpoint(best_path, device))
+        elif average is not None:
+            average.swap()                  # no selected checkpoint: test the averaged weights
         result = evaluate_corpus(model, corpus, cfg.eval, device=device, seed=cfg.seed,
                                  batch_size=cfg.data.eval_batch_size, progress=progress)
         test_metrics = result.prefixed(cfg.eval.split)
@@ -293,17 +366,24 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
                       "best_epoch": state["best_epoch"],
                       "final_checkpoint": "best validation" if best_path.is_file() else "last",
                       "recoveries": state.get("recoveries", []), "commits": state["commits"],
+                      "precision": train_precision.as_dict(),
+                      "threads": "auto" if threads.auto else threads.fixed,
                       **({"stopped_by_divergence": state["stopped_by_divergence"]}
                          if "stopped_by_divergence" in state else {})},
             "history": state["history"],
         }
-        artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], record, run_dir)
-        for path in [*artifacts, *extra_paths]:
+        artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], run_dir)
+        # best.pt beside config.json: `repro eval runs:/<run_id>` rebuilds the run from these.
+        checkpoint = [best_path] if best_path.is_file() else []
+        for path in [*artifacts, *extra_paths, *checkpoint]:
             tracker.log_artifact(path)
+        # The run folder's record says "finished" (`repro runs`), so it is written after the
+        # results record: a kill between them leaves the run resumable, and resuming writes both.
         record_path = records.write_record(record, records_root) if records_root else None
+        tracker.log_artifact(records.write_json_atomic(record, run_dir / "record.json"))
         status = "FINISHED"
         return RunResult(record, record_path, run_dir, state["history"])
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, DeadlineReached):
         status = "KILLED"
         raise
     finally:
@@ -317,27 +397,51 @@ def raise_keyboard_interrupt(signum, frame):
 
 
 def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_path,
-         progress, wall_clock):
-    """Epochs of updates; each epoch ends with validation and an atomic checkpoint."""
+         progress, wall_clock, average=None, deadline=None, partial_epoch=None, bf16=False,
+         threads=None):
+    """Epochs of updates; each epoch ends with validation and an atomic checkpoint. Past
+    `deadline`, the epoch so far is checkpointed too (`partial_epoch`, which a resume continues)."""
+    threads = threads or ThreadChoice(cfg.train.threads, device)
     max_steps = cfg.train.max_steps or math.inf
     while state["epoch"] < cfg.train.epochs and state["step"] < max_steps and not state["done"]:
         epoch_start, epoch = time.time(), state["epoch"]
         model.train()
         sums, seen, updates = {}, Throughput(), 0
+        if partial_epoch is not None:
+            sums = {k: v.to(device) for k, v in partial_epoch["sums"].items()}
+            seen.count, seen.unit, seen.key = (partial_epoch["seen_count"], partial_epoch["seen_unit"],
+                                               partial_epoch["seen_key"])
+            updates, epoch_start = partial_epoch["updates"], epoch_start - partial_epoch["elapsed_s"]
+        saved_updates, partial_epoch = updates, None
+        # Under train.threads auto, the first updates of each epoch time 1 thread against all.
+        probe = threads.epoch_probe()
         batches = corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", disable=not progress,
-                   leave=False, mininterval=1.0)
+        # An epoch's batches depend only on (seed, epoch), not on the global RNG (restored from
+        # the checkpoint): skipping the ones already trained on replays the rest exactly.
+        bar = tqdm(itertools.islice(batches, updates, None), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                   disable=not progress, leave=False, mininterval=1.0)
         for batch in bar:
             if state["step"] >= max_steps:
                 break
+            if deadline is not None and time.time() >= deadline:
+                _stop_at_deadline(model, optimizer, cfg, state, average, last_path, wall_clock,
+                                  {"sums": sums, "seen_count": seen.count, "seen_unit": seen.unit,
+                                   "seen_key": seen.key, "updates": updates,
+                                   "elapsed_s": time.time() - epoch_start}
+                                  if updates > saved_updates else None)
             batch = batch.to(device)
-            with autocast(device, cfg.train.bf16):
+            timing = probe.before_update() if probe else None
+            with autocast(device, bf16):
                 terms = model.loss(batch, state["step"])
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             if cfg.optim.grad_clip:
                 terms.update(_clip_gradients(model, cfg.optim.grad_clip))
             optimizer.step()
+            if timing is not None:
+                probe.after_update(timing, batch)
+            if average is not None:
+                average.update()
             state["step"] += 1
             updates += 1
             for key, value in terms.items():
@@ -348,33 +452,61 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
                 bar.set_postfix(_postfix(sums, updates, seen, epoch_start), refresh=False)
         _check_finite(sums.get("loss", torch.tensor(0.0)), model, last_path)
         train_metrics = {f"train/{k}": float(v) / max(updates, 1) for k, v in sums.items()}
-        val = evaluate_corpus(model, corpus, _validation_eval(cfg), device=device, seed=cfg.seed,
-                              batch_size=cfg.data.eval_batch_size, progress=False,
-                              metrics=VALIDATION_METRICS if model.has_latent else None)
+        with averaged(average):
+            val = evaluate_corpus(model, corpus, _validation_eval(cfg), device=device, seed=cfg.seed,
+                                  batch_size=cfg.data.eval_batch_size, progress=False,
+                                  metrics=_validation_metrics(model))
         val_metrics = val.prefixed("val")
         objective = validation_objective(val.metrics)
-        if not math.isfinite(objective) or objective > DIVERGED_RATIO * state["best_val"] > 0:
+        # A perplexity past float range means a per-token loss of over 700 nats: a finite loss
+        # no trained model reaches, so a blow-up even in the first epoch (no best to compare).
+        overflowed = any(math.isinf(val.metrics.get(k, 0.0)) for k in ("ppl", "elbo_ppl"))
+        if (not math.isfinite(objective) or overflowed
+                or objective > DIVERGED_RATIO * state["best_val"] > 0):
             raise TrainingDiverged(
                 f"the validation objective is {objective:.4g} after epoch {epoch + 1} (best so far "
                 f"{state['best_val']:.4g}); {_REMEDY.format(last_path)}")
         elapsed = time.time() - epoch_start
         entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                  seen.key: float(seen.count) / elapsed, "epoch_time_s": elapsed,
+                 "precision": "bf16" if bf16 else "fp32", **threads.epoch_entry(probe),
                  **train_metrics, **val_metrics}
         state["history"].append(entry)
-        _after_validation(cfg, optimizer, state, objective, model, best_path)
+        with averaged(average):             # best.pt holds what was validated
+            _after_validation(cfg, optimizer, state, objective, model, best_path)
         state["epoch"] += 1
         state["wall_time_s"] = wall_clock()
         save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "rng": rng_state(), "config": cfg.to_json(), "state": json.dumps(state)},
+                     "rng": rng_state(), "config": cfg.to_json(), "state": json.dumps(state),
+                     **({"polyak": average.state_dict()} if average is not None else {})},
                     last_path)
         tracker.log_metrics(_epoch_metrics(entry), state["step"])
         if progress:
             print(_epoch_line(entry))
 
 
+def _stop_at_deadline(model, optimizer, cfg, state, average, last_path, wall_clock,
+                      partial: dict | None) -> None:
+    """Checkpoint the updates made since the last checkpoint, then stop (`DeadlineReached`).
+    Without any (`partial` None) `last.pt` is already current. `partial` holds what the epoch's
+    history entry adds up -- the running sums of the loss terms, the tokens or examples seen,
+    the updates -- so the resumed epoch reports what an uninterrupted one would."""
+    if partial is not None:
+        _check_finite(partial["sums"].get("loss", torch.tensor(0.0)), model, last_path)
+        state["wall_time_s"] = wall_clock()
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "rng": rng_state(), "config": cfg.to_json(), "state": json.dumps(state),
+                     "partial_epoch": partial,
+                     **({"polyak": average.state_dict()} if average is not None else {})},
+                    last_path)
+    raise DeadlineReached(f"deadline reached at update {state['step']} (epoch {state['epoch'] + 1}"
+                          f"/{cfg.train.epochs}); --resume continues from {last_path}")
+
+
 def _epoch_metrics(entry: dict) -> dict:
-    return {k: v for k, v in entry.items() if k not in ("epoch", "step")}
+    """An epoch's numbers for MLflow (the precision's name stays in the record's history)."""
+    return {k: v for k, v in entry.items()
+            if k not in ("epoch", "step") and isinstance(v, (int, float))}
 
 
 def _resend_missing(tracker: Tracker, batches: list[tuple[dict, int]]) -> None:
@@ -389,26 +521,57 @@ def _resend_missing(tracker: Tracker, batches: list[tuple[dict, int]]) -> None:
             tracker.log_metrics(metrics, step)
 
 
+def _validation_metrics(model) -> tuple[str, ...] | None:
+    if not model.has_latent:
+        return None
+    return tuple(m for m in VALIDATION_METRICS if m in applicable_metrics(model))
+
+
 def _validation_eval(cfg):
     """Validation is the single-sample bound (cheap); importance sampling is for the test split."""
     from dataclasses import replace
-    return replace(cfg.eval, split="valid", iw_samples=1, iw_chunk=1, mi_au_whole_split=False)
+    # Under eval.precision=auto, fp32: the bf16 check belongs to the test evaluation, not to
+    # every epoch, and best-checkpoint selection then compares like with like.
+    setting = precision_setting(cfg.eval)
+    return replace(cfg.eval, split="valid", iw_samples=1, iw_chunk=1, mi_au_whole_split=False,
+                   precision="fp32" if setting == "auto" else setting, bf16=None)
 
 
 def _after_validation(cfg, optimizer, state, objective, model, best_path):
-    if not model.selectable(state["step"]):
+    # Under data.train_on_valid the validation split is training data: nothing is selected on it.
+    if not model.selectable(state["step"]) or cfg.data.train_on_valid:
         return
     if objective < state["best_val"] - 1e-6:
         state["best_val"], state["best_epoch"], state["stale_epochs"] = objective, state["epoch"] + 1, 0
         save_atomic(model.state_dict(), best_path)
+        if cfg.optim.plateau_restores_best:
+            save_atomic(optimizer.state_dict(), _best_optimizer_path(best_path))
         return
     state["stale_epochs"] += 1
     o = cfg.optim
     if o.plateau_decay < 1.0 and state["stale_epochs"] % max(o.plateau_patience, 1) == 0:
-        for group in optimizer.param_groups:
-            group["lr"] = max(group["lr"] * o.plateau_decay, o.min_lr)
+        rates = [group["lr"] for group in optimizer.param_groups]
+        if o.plateau_restores_best:
+            _restore_best(model, optimizer, best_path)
+        for group, rate in zip(optimizer.param_groups, rates):   # the restored state's rate is stale
+            group["lr"] = max(rate * o.plateau_decay, o.min_lr)
+        state["lr_decays"] = state.get("lr_decays", 0) + 1
+        if cfg.train.stop_after_decays and state["lr_decays"] >= cfg.train.stop_after_decays:
+            state["done"] = True
     if cfg.train.early_stop_patience and state["stale_epochs"] >= cfg.train.early_stop_patience:
         state["done"] = True
+
+
+def _best_optimizer_path(best_path: Path) -> Path:
+    return best_path.with_name("best_optimizer.pt")
+
+
+def _restore_best(model, optimizer, best_path: Path) -> None:
+    """Put back the best epoch's parameters and optimiser state (`optim.plateau_restores_best`).
+    A decay follows at least one selectable epoch, which wrote both files in this run."""
+    device = next(model.parameters()).device
+    model.load_state_dict(load_checkpoint(best_path, device))
+    optimizer.load_state_dict(load_checkpoint(_best_optimizer_path(best_path), device))
 
 
 def _clip_gradients(model, max_norm: float) -> dict[str, torch.Tensor]:
@@ -419,7 +582,7 @@ def _clip_gradients(model, max_norm: float) -> dict[str, torch.Tensor]:
 
 
 _REMEDY = ("stopped without overwriting the last good checkpoint ({}). Lower optim.lr, set "
-           "optim.grad_clip or turn off train.bf16, then --resume: the run goes on from that "
+           "optim.grad_clip or set train.precision=fp32, then --resume: the run goes on from that "
            "checkpoint, and its record lists the change under train.recoveries. If no remedy "
            "gets past it, --finish-diverged scores the best checkpoint as it stands.")
 
@@ -434,7 +597,7 @@ def _resume_changes(stored: dict, cfg: RunConfig, model_config, run_dir: Path) -
     """The recovery settings a resume changes: none, unless the run stopped on divergence."""
     changes = recovery_changes(stored, cfg, model_config)
     if changes is None or (changes and not (run_dir / DIVERGED_MARKER).is_file()):
-        allowed = " (after a divergence, also optim.lr, optim.grad_clip, train.bf16)"
+        allowed = " (after a divergence, also optim.lr and optim.grad_clip)"
         raise TrainError(f"{run_dir / 'last.pt'} was written by a different config; resume with "
                          f"the same overrides (eval.* may differ){allowed}, or start afresh "
                          "without --resume")
@@ -483,6 +646,93 @@ def _recover(run_dir: Path, cfg: RunConfig, optimizer, state: dict, changes: dic
         {"after_epoch": state["epoch"], "changed": changes, "reason": reason})
 
 
+def _train_precision(cfg: RunConfig, model, corpus, device) -> precision_mod.Choice:
+    """The precision the updates run in (`repro.precision.resolve`), timed at the products of
+    a typical training batch of `model`."""
+    products = None
+    if precision_setting(cfg.train) == "auto" and "train" in getattr(corpus, "splits", {}):
+        rows, size, steps = precision_mod.typical_batch(
+            corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed))
+        products = precision_mod.model_products(model, rows, size, steps)
+    return precision_mod.resolve(precision_setting(cfg.train), device, products)
+
+
+class ThreadChoice:
+    """The torch thread count of the updates. Fixed when `train.threads` is set (or on a GPU,
+    whose kernels do not use them); otherwise ("auto") each epoch starts with `PROBE` updates
+    alternating 1 thread and all of torch's threads (ABBA order, so a load that drifts during
+    the probe biases neither), and the rest of the epoch runs at the count with more tokens per
+    second (`repro.precision.choose_threads`). One other busy process on 2 cores made 2 threads
+    3.9x slower than idle while 1 thread lost nothing; on an idle machine 2 threads win."""
+
+    PROBE = (1, 0, 0, 1, 1, 0, 0, 1)     # 1: one thread; 0: all of them
+
+    def __init__(self, threads: int | None, device: torch.device):
+        self.all = torch.get_num_threads()
+        self.auto = threads is None and device.type == "cpu" and self.all > 1
+        self.fixed = threads or self.all
+        self.probes = 0
+        if not self.auto:
+            torch.set_num_threads(self.fixed)
+
+    def epoch_probe(self) -> "_ThreadProbe | None":
+        """A probe for this epoch's first updates (None when the count is fixed). The process's
+        first update creates kernels and buffers, so the first probe runs one more, untimed."""
+        if not self.auto:
+            return None
+        counts = [1 if arm else self.all for arm in self.PROBE]
+        self.probes += 1
+        return _ThreadProbe(counts if self.probes > 1 else [self.all, *counts],
+                            skip=0 if self.probes > 1 else 1)
+
+    def epoch_entry(self, probe: "_ThreadProbe | None") -> dict:
+        """The history entry's thread fields: the count the epoch ran at and the probe's rates."""
+        if probe is None:
+            return {"threads": self.fixed}
+        probe.finish()
+        rates = probe.rates()
+        return {"threads": probe.chosen if probe.chosen is not None else torch.get_num_threads(),
+                **{f"threads_probe/{n}": round(rate, 1) for n, rate in rates.items()}}
+
+
+class _ThreadProbe:
+    """Times the updates of one epoch's probe and then sets the faster thread count."""
+
+    def __init__(self, counts: list[int], skip: int):
+        self.counts, self.skip, self.index = counts, skip, 0
+        self.work: dict[int, float] = {}
+        self.seconds: dict[int, float] = {}
+        self.chosen: int | None = None
+
+    def before_update(self) -> float | None:
+        if self.index >= len(self.counts):
+            return None
+        torch.set_num_threads(self.counts[self.index])
+        return time.perf_counter()
+
+    def after_update(self, started: float, batch) -> None:
+        seconds = time.perf_counter() - started
+        count = self.counts[self.index]
+        if self.index >= self.skip:
+            targets = getattr(batch, "num_targets", None)
+            work = float(targets.sum()) if targets is not None else batch.size
+            self.work[count] = self.work.get(count, 0.0) + work
+            self.seconds[count] = self.seconds.get(count, 0.0) + seconds
+        self.index += 1
+        if self.index == len(self.counts):
+            self.finish()
+
+    def finish(self) -> None:
+        """Choose from the updates timed so far (an epoch may end before the probe does)."""
+        if self.chosen is None and len(self.rates()) > 1:
+            self.chosen = precision_mod.choose_threads(self.rates())
+            torch.set_num_threads(self.chosen)
+
+    def rates(self) -> dict[int, float]:
+        """Tokens (or examples) per second at each thread count timed so far."""
+        return {n: self.work[n] / self.seconds[n] for n in sorted(self.work) if self.seconds[n] > 0}
+
+
 class Throughput:
     """What an epoch got through: tokens for text, examples where a batch has no token count
     (images), so the speed shown is never a constant 0. Tokens add up on the batch's device:
@@ -515,11 +765,10 @@ def _epoch_line(entry: dict) -> str:
     return f"epoch {entry['epoch']}: {body}  lr {entry['lr']:.2g}  {speed}  {entry['epoch_time_s']:.0f}s"
 
 
-def _write_artifacts(cfg, variant, model, corpus, history, record, run_dir: Path) -> list[Path]:
+def _write_artifacts(cfg, variant, model, corpus, history, run_dir: Path) -> list[Path]:
     from repro.plots import plot_training
-    paths = [run_dir / "config.json", run_dir / "record.json"]
+    paths = [run_dir / "config.json"]
     paths[0].write_text(cfg.to_json())
-    paths[1].write_text(json.dumps(record, indent=2, sort_keys=True))
     if getattr(corpus, "vocab", None) is not None:
         paths.append(run_dir / "vocab.json")
         paths[-1].write_text(corpus.vocab.to_json())

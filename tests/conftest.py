@@ -10,7 +10,11 @@ import torch
 from repro.evaluate import cpu_has_bf16
 
 # Test models are tiny: one intra-op thread is as fast and does not fight other processes.
+# (It also makes `train.threads` auto a fixed 1: its probe needs more than one thread.)
 torch.set_num_threads(1)
+# What `precision=auto` means here, without timing: the suite's numbers must not depend on how
+# fast this machine's bf16 is. tests/test_precision_threads.py unsets it to test auto itself.
+os.environ["REPRO_PRECISION"] = "fp32"
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Absolute, since the README's command gives a relative path and some tests start trainings
@@ -19,7 +23,13 @@ os.environ["REPRO_DATA_DIR"] = str(Path(os.environ.get("REPRO_DATA_DIR") or SHAR
 
 
 def pytest_collection_modifyitems(items):
-    """Skip bf16 numeric checks where oneDNN has no native bf16 kernels (they would only test emulation)."""
+    """Skip bf16 numeric checks where oneDNN has no native bf16 kernels (they would only test
+    emulation), and CUDA checks where no CUDA device is visible."""
+    if not torch.cuda.is_available():
+        no_cuda = pytest.mark.skip(reason="no CUDA device visible (torch.cuda.is_available() is False)")
+        for item in items:
+            if "needs_cuda" in item.keywords:
+                item.add_marker(no_cuda)
     if cpu_has_bf16():
         return
     skip = pytest.mark.skip(reason="this CPU has no native bf16 (AVX-512 bf16 or AMX)")

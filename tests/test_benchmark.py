@@ -10,11 +10,18 @@ from repro.config import ConfigError
 from repro.registry import resolve
 
 
+def _config(paper, variant, preset, seed):
+    _, cfg = resolve(paper, variant, preset)
+    cfg.seed = seed
+    return cfg.to_dict()
+
+
 def _record(method, seed, nll, kl, preset="benchmark-ptb-cpu", history=None):
     paper, variant = method.split("/")
     return {"paper": paper, "variant": variant, "preset": preset, "seed": seed, "dataset": "ptb",
             "metrics": {"test/nll": nll, "test/kl": kl, "test/mi": kl / 2, "test/au": 3},
-            "eval": {"split": "test"}, "config": {}, "commit": "abc", "wall_time_s": 60.0,
+            "eval": {"split": "test"}, "config": _config(paper, variant, preset, seed),
+            "commit": "abc", "wall_time_s": 60.0,
             "hardware": {"device": "cpu"}, "history": history or []}
 
 
@@ -164,8 +171,9 @@ def test_a_table_whose_runs_scored_mi_differently_says_which_runs(tmp_path):
         _write(tmp_path, {**_record("goyal2017_zforcing/ptb-srnn", seed, 110.0, 0.0), "eval": batch})
     assert ("MI was not scored the same way for every run, so its cells mix estimators or pools. "
             "Most runs: paired, dataset pool of 3761. The others: analytic, dataset pool of 500: "
-            "bowman2016/vae (seed 2); paired, batch pool of 64: goyal2017_zforcing/ptb-srnn "
-            "(seeds 0, 1).") in benchmark.render("ptb", tmp_path)
+            "bowman2016/vae (seed 2); paired, batch pool of 64 (whole evaluation batches, lengths "
+            "mixed: before same-length pools): goyal2017_zforcing/ptb-srnn (seeds 0, 1).") in \
+        benchmark.render("ptb", tmp_path)
 
 
 def test_a_method_that_repeats_another_bit_for_bit_is_named_and_tested_once(tmp_path):
@@ -274,7 +282,8 @@ def test_the_mi_figure_names_under_a_method_the_mi_scoring_that_differs_from_mos
     kept = _figures(monkeypatch)
     usual = {"split": "test", "metrics": ["nll", "mi"], "mi_estimator": "paired",
              "mi_pool": "dataset", "mi_pool_size": 3761}
-    per_batch = {**usual, "mi_pool": "batch", "mi_pool_size": 64}
+    per_batch = {**usual, "mi_pool": "batch", "mi_pool_size": 32, "mi_pool_max": 32,
+                 "mi_pool_def": "same-length"}
     for seed in (0, 1):
         for method in ("bowman2016/vae", "chen2017_vlae/ptb-af"):
             _write(tmp_path, {**_record(method, seed, 107.0, 1.0), "eval": usual})
@@ -284,7 +293,7 @@ def test_the_mi_figure_names_under_a_method_the_mi_scoring_that_differs_from_mos
     mi_axes = kept[-1].axes[0]
     assert [t.get_text() for t in mi_axes.get_yticklabels()] == [
         "bowman2016/vae", "chen2017_vlae/ptb-af",
-        "goyal2017_zforcing/ptb-srnn\n(MI: paired, batch pool of 64)"]
+        "goyal2017_zforcing/ptb-srnn\n(MI: paired, batch pool of 32 (same-length))"]
 
 
 def test_a_method_has_the_same_colour_in_every_benchmark_figure(monkeypatch, tmp_path):
@@ -318,7 +327,10 @@ def test_every_method_trains_and_is_evaluated_under_the_smoke_protocol(tmp_path)
     from repro.train import train
     proto = benchmark.protocol("ptb", "smoke")
     for paper, variant in benchmark.methods():
-        _, cfg = resolve(paper, variant, proto.preset)
+        var, cfg = resolve(paper, variant, proto.preset)
+        for needed in var.requires:       # runs this one reads (Yang's "+ init" LM)
+            train(resolve(paper, needed, proto.preset)[1], runs_root=tmp_path, records_root=None,
+                  track=False, progress=False)
         metrics = train(cfg, runs_root=tmp_path, records_root=None, track=False,
                         progress=False).record["metrics"]
         assert math.isfinite(metrics["test/nll"]), (paper, variant)
@@ -336,7 +348,8 @@ def test_benchmark_command_runs_seeds_writes_table_and_one_mlflow_experiment(
     records = tmp_path / "results" / "records"
     argv = ["benchmark", "synthetic", "--scale", "smoke", "--seeds", "0", "1", "--jobs", "1",
             "--methods", "bowman2016/vae", "kingma2016_iaf/ptb-iaf-fb",
-            "--runs-dir", str(tmp_path / "runs"), "--records-dir", str(records)]
+            "--runs-dir", str(tmp_path / "runs"), "--records-dir", str(records),
+            "--results-dir", str(tmp_path / "results")]
     assert main(argv) == 0
     files = sorted(p.relative_to(records).as_posix() for p in records.rglob("*.json"))
     assert files == [f"benchmark_synthetic/{m}__benchmark-synthetic-smoke__seed{s}.json"

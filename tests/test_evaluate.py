@@ -242,13 +242,18 @@ def test_near_deterministic_encoder_reaches_the_log_pool_size_cap():
     x = model.sample_x(1000)
     batches = batches_of(x, 400)                      # sizes 400, 400, 200
     dataset = evaluate(model, batches, ["mi", "au"], mi_pool="dataset")
-    batch = evaluate(model, batches, ["mi", "au"], mi_pool="batch")
-    weighted = (800 * math.log(400) + 200 * math.log(200)) / 1000   # weighted by batch size
+    batch = evaluate(model, batches, ["mi", "au"], mi_pool="batch", mi_pool_max=400)
+    weighted = (800 * math.log(400) + 200 * math.log(200)) / 1000   # weighted by pool size
     assert close(dataset.metrics["mi"], math.log(1000), 1e-6)
     assert close(batch.metrics["mi"], weighted, 1e-6)
     assert dataset.metrics["au"] == batch.metrics["au"] == model.latent_size
     assert (dataset.options["mi_pool"], dataset.options["mi_pool_size"]) == ("dataset", 1000)
     assert (batch.options["mi_pool"], batch.options["mi_pool_size"]) == ("batch", 400)
+    # He et al.'s pools (the default): runs of at most 32 -- 12 x 32 + 16 per batch of 400,
+    # 6 x 32 + 8 for the 200.
+    he = evaluate(model, batches, ["mi"], mi_pool="batch")
+    pools = (2 * (384 * math.log(32) + 16 * math.log(16)) + 192 * math.log(32) + 8 * math.log(8)) / 1000
+    assert close(he.metrics["mi"], pools, 1e-6) and he.options["mi_pool_size"] == 32
 
 
 def test_au_uses_unbiased_variance_and_inclusive_threshold():

@@ -89,5 +89,5 @@ def test_the_cli_prints_every_run(tmp_path, capsys, monkeypatch):
 
 def test_load_trained_says_what_is_missing_where_a_run_has_no_best_checkpoint(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="no best.pt"):
+    with pytest.raises(train_mod.TrainError, match="no best.pt"):
         load_trained(tmp_path)

@@ -228,10 +228,12 @@ def test_local_sweep_logs_to_one_store_skips_finished_jobs_and_reruns_changed_on
     assert main(sweep_argv(tmp_path, "--jobs", "1", "--no-mlflow", "--set", "optim.lr=0.002",
                            seeds=("0",))) == 0
     assert "0 already finished, 1 to run" in capsys.readouterr().out
-    assert json.loads(record_file(tmp_path, 0).read_text())["config"]["optim"]["lr"] == 0.002
-    assert record_file(tmp_path, 1).stat().st_mtime_ns == mtimes[1]
+    # The changed run gets a record of its own; the preset's records stay as they were.
+    (changed,) = (tmp_path / "records" / PAPER).glob(f"{VARIANT}__smoke__seed0__*.json")
+    assert json.loads(changed.read_text())["config"]["optim"]["lr"] == 0.002
+    assert {seed: record_file(tmp_path, seed).stat().st_mtime_ns for seed in (0, 1)} == mtimes
 
-    assert main(["table", "--records-dir", str(tmp_path / "records")]) == 0
+    assert main(["table", "--records-dir", str(tmp_path / "records"), "--results-dir", str(tmp_path)]) == 0
     assert " ± " in (tmp_path / f"{PAPER}.md").read_text()   # seeds aggregated by `repro table`
 
 
@@ -373,9 +375,12 @@ def test_a_record_scored_under_another_evaluation_is_re_evaluated_not_retrained(
     assert main(sweep_argv(tmp_path, "--plan", "--resume", *changed, seeds=("0",))) == 0
     assert "--resume re-evaluates its checkpoint" in capsys.readouterr().out
     assert main(sweep_argv(tmp_path, "--resume", *changed, seeds=("0",))) == 0
-    after = json.loads(record_file(tmp_path, 0).read_text())
+    # Scored under other settings, it is a record of its own; the preset's record is kept.
+    (rescored,) = (tmp_path / "records" / PAPER).glob(f"{VARIANT}__smoke__seed0__*.json")
+    after = json.loads(rescored.read_text())
     assert after["eval"]["iw_samples"] == 3 and before["eval"]["iw_samples"] != 3
     assert after["history"] == before["history"] and after["train"] == before["train"]
+    assert json.loads(record_file(tmp_path, 0).read_text()) == before
 
 
 def test_plan_prices_rows_without_records_at_the_median_run_of_their_preset(tmp_path):
@@ -409,7 +414,8 @@ def test_plan_names_each_jobs_state_and_cost_and_runs_nothing(tmp_path, capsys):
 
     assert main(sweep_argv(tmp_path, "--plan", "--set", "optim.lr=0.002", seeds=("0", "1"))) == 0
     out = capsys.readouterr().out
-    assert "seed0: to run again: its record was written by another config" in out
+    # A --set run is another experiment with its own record: the preset's record stays.
+    assert re.search(r"seed0: to run \[", out)
     assert "seed1: checkpoint at epoch 1/1 from another config: restarts" in out
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before   # nothing trained, written or removed

@@ -34,6 +34,8 @@ def load_corpus(cfg):
     if cfg.dataset not in LOADERS:
         raise DataError(f"unknown dataset {cfg.dataset!r}; known: {sorted(LOADERS)}")
     corpus = LOADERS[cfg.dataset](cfg)
+    if cfg.train_on_valid and corpus.kind != "image":
+        raise DataError(f"data.train_on_valid is implemented for image corpora, not {cfg.dataset!r}")
     if cfg.train_fraction < 1.0 and "train" in corpus.splits:
         train = corpus.splits["train"]
         corpus.splits["train"] = train.subset(max(1, int(len(train) * cfg.train_fraction)))

@@ -140,6 +140,8 @@ def _binarized_mnist(cfg) -> ImageCorpus:
     else:
         arrays = {f.split: read_amat(paths[f.name]) for f in ds.files}
     splits = {s: ImageSplit(_images(a, f"binarized_mnist {s}")) for s, a in arrays.items()}
+    if cfg.train_on_valid:
+        splits["train"] = ImageSplit(torch.cat([splits["train"].pixels, splits["valid"].pixels]))
     return ImageCorpus("binarized_mnist", splits, data_sha256("binarized_mnist"))
 
 
@@ -155,8 +157,10 @@ def _mnist(cfg) -> ImageCorpus:
     x, y = _images(arrays["x_train"], "mnist train"), torch.from_numpy(arrays["y_train"]).long()
     x_test, y_test = _images(arrays["x_test"], "mnist test"), torch.from_numpy(arrays["y_test"]).long()
     cut = len(x) - MNIST_VALID_SIZE
+    # `data.train_on_valid`: all 60k images train, binarised afresh like the rest of train.
+    end = len(x) if cfg.train_on_valid else cut
     return ImageCorpus("mnist", {
-        "train": ImageSplit(x[:cut], y[:cut], dynamic=True),
+        "train": ImageSplit(x[:end], y[:end], dynamic=True),
         "valid": fixed_binarisation(x[cut:], y[cut:], "valid"),
         "test": fixed_binarisation(x_test, y_test, "test"),
     }, data_sha256("mnist"))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import tempfile
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,7 +283,13 @@ def cached(name: str, key: list, build: Callable[[], dict]) -> dict:
     digest = hashlib.sha256(json.dumps([FORMAT_VERSION, *key]).encode()).hexdigest()[:16]
     path = cache_dir() / "numericalised" / f"{name}-{digest}.pt"
     if path.is_file():
-        return torch.load(path, weights_only=True)
+        try:
+            return torch.load(path, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+            # A cache is disposable: a truncated or foreign file is rebuilt, never fatal.
+            warnings.warn(f"discarding unreadable cache file {path} ({type(err).__name__}); "
+                          "rebuilding it from the data", stacklevel=2)
+            path.unlink(missing_ok=True)
     blob = build()
     _atomic_save(blob, path)
     return blob

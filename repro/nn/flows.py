@@ -15,8 +15,11 @@ The Jacobian is triangular in the step's order with diagonal sigma (m and s of c
 not depend on z_i), and z' is a convex combination of z and m: a step cannot amplify z by
 dividing by a small scale, as the official code's affine form (z - m) / exp(s) can. It does not
 bound z, though: m reads the previous z, so in a deep flow a draw far out can push each step's m
-further out, and with the gate closed z follows it (Kingma 2016 `presets.py`, the depth-8 rows). Steps alternate between ascending and
-descending order, which is the paper's "reverse the ordering between steps" without permuting z.
+further out, and with the gate closed z follows it (Kingma 2016 `presets.py`, the depth-8 rows).
+The official code's two stabilisers are options (`IAFConfig.weight_norm`, `output_scale`):
+weight-normalised MADE layers, and (m, s) taken as 0.1 times the MADE's outputs (plus the gate
+offset), which keeps each step's shift small. Steps alternate between ascending and descending
+order, which is the paper's "reverse the ordering between steps" without permuting z.
 
 Density. z_0 ~ N(mu, diag sigma_0^2) from the encoder, z_T = f_T(...f_1(z_0)), and
     log q(z_T|x) = log N(z_0; mu, sigma_0^2) - sum_t sum_i log sigma_{t,i}.
@@ -43,6 +46,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from repro.config import bounded
 from repro.nn.distributions import LOG_2PI, DiagonalGaussian, StandardNormal
@@ -56,6 +60,11 @@ class IAFConfig:
     hidden_sizes: tuple[int, ...] = (320, 320)         # MADE hidden layers per step ("width")
     update: str = bounded("gated", choices=("gated",))  # the step's form (module docstring)
     gate_bias: float = 2.0                             # initial s: sigma = sigmoid(2) ~ 0.88
+    # The official code's stabilisers (`openai/iaf`: weight-normalised autoregressive layers,
+    # their (m, s) multiplied by 0.1). The defaults are the flow as it was before they existed,
+    # so earlier run records keep their meaning; the image presets turn both on.
+    weight_norm: bool = False
+    output_scale: float = bounded(1.0, lo=0.0)
 
 
 def hidden_degrees(size: int, latent_size: int) -> torch.Tensor:
@@ -78,6 +87,35 @@ class MaskedLinear(nn.Linear):
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
+class MaskedWeightNorm(nn.Module):
+    """Weight normalisation of a `MaskedLinear`, as a parametrization of its `weight`:
+    w = g v / ||v * mask|| per output row. The norm counts the connections the mask keeps only
+    (the official code normalises the masked weight too), so masked-out entries change nothing.
+    A row the mask empties entirely (a degree-0 hidden unit reads only the context) has norm 0:
+    the clamp keeps its gradient finite, and its weight is 0 whatever g is. `original0` is g
+    `(out, 1)` and `original1` is v, the names `repro.nn.images.data_dependent_init` reads."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def _norm(self, v: torch.Tensor) -> torch.Tensor:
+        return (v * self.mask).pow(2).sum(1, keepdim=True).clamp_min(1e-24).sqrt()
+
+    def forward(self, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # Masked entries are zeroed here, not only in the layer: an emptied row divides by the
+        # clamped norm, and its unmasked-out v would otherwise become huge (if harmless) weights.
+        return g * (v * self.mask) / self._norm(v)
+
+    def right_inverse(self, weight: torch.Tensor):
+        return self._norm(weight), weight
+
+
+def masked_weight_norm(layer: MaskedLinear) -> MaskedLinear:
+    parametrize.register_parametrization(layer, "weight", MaskedWeightNorm(layer.mask))
+    return layer
+
+
 class MADE(nn.Module):
     """Masked autoencoder for distribution estimation: `z (..., d)`, context `(..., C)` or None ->
     `(..., num_outputs, d)`; output i depends on z_j only where `order[j] < order[i]`.
@@ -89,7 +127,8 @@ class MADE(nn.Module):
 
     def __init__(self, latent_size: int, hidden_sizes: Sequence[int], num_outputs: int = 2,
                  context_size: int = 0, order: Sequence[int] | None = None,
-                 activation: Callable[[torch.Tensor], torch.Tensor] = F.elu):
+                 activation: Callable[[torch.Tensor], torch.Tensor] = F.elu,
+                 weight_norm: bool = False):
         super().__init__()
         if not hidden_sizes:
             raise ValueError("MADE needs at least one hidden layer")
@@ -108,6 +147,9 @@ class MADE(nn.Module):
         out_mask = (order[:, None] > degrees[-1][None, :]).repeat(num_outputs, 1)
         self.output = MaskedLinear(sizes[-1], num_outputs * d, out_mask)
         self.context = nn.Linear(context_size, hidden_sizes[0], bias=False) if context_size else None
+        if weight_norm:
+            for layer in (*self.hidden, self.output):
+                masked_weight_norm(layer)
         # prefix[k][l]: hidden units of layer l with degree < k, all that the outputs of the
         # coordinate at order position k read.
         self.prefix = [[int((deg < k).sum()) for deg in degrees[1:]] for k in range(d + 1)]
@@ -152,21 +194,37 @@ class IAFStep(nn.Module):
     """One gated IAF step in a given order: `z (..., d)`, context `(..., C)` -> `z'`, log sigma."""
 
     def __init__(self, latent_size: int, hidden_sizes: Sequence[int], context_size: int,
-                 order: Sequence[int] | None = None, gate_bias: float = 2.0):
+                 order: Sequence[int] | None = None, gate_bias: float = 2.0,
+                 weight_norm: bool = False, output_scale: float = 1.0):
         super().__init__()
-        self.made = MADE(latent_size, hidden_sizes, 2, context_size, order)
+        self.made = MADE(latent_size, hidden_sizes, 2, context_size, order, weight_norm=weight_norm)
+        # (m, s) = output_scale * MADE + (0, gate_offset). Damping the MADE's outputs (the
+        # official code's 0.1) keeps a step's shift small while its weights move, so a draw
+        # far out is not carried further out step after step (the depth-8 divergence).
+        self.output_scale = output_scale
         # A fresh step is the fixed map z' = sigmoid(gate_bias) * z: m = 0 and s = gate_bias for
         # every input, so training starts from (a rescaled) diagonal Gaussian and the gate near 1
         # (the paper's advice to start sigma close to 1, from memory; zero weights are ours).
-        nn.init.zeros_(self.made.output.weight)
+        # Weight-normalised, the zero output is g = 0, and gate_bias is a fixed offset rather
+        # than the output bias, which the data-dependent initialisation resets. Without weight
+        # norm the bias holds it, as in the checkpoints written before the option existed
+        # (a plain attribute, not a buffer, for the same reason).
+        self.gate_offset = gate_bias if weight_norm else 0.0
         with torch.no_grad():
             self.made.output.bias.zero_()
-            self.made.output.bias[latent_size:] = gate_bias
+            if weight_norm:
+                self.made.output.parametrizations.weight.original0.zero_()
+            else:
+                self.made.output.weight.zero_()
+                self.made.output.bias[latent_size:] = gate_bias
+
+    def _shift_and_gate(self, raw: torch.Tensor, dim: int):
+        m, s = _widen(raw).unbind(dim)
+        return self.output_scale * m, self.gate_offset + self.output_scale * s
 
     def shift_and_gate_logit(self, z: torch.Tensor, context: torch.Tensor | None):
         """`(m, s)`, each `(..., d)`."""
-        m, s = _widen(self.made(z, context)).unbind(-2)
-        return m, s
+        return self._shift_and_gate(self.made(z, context), -2)
 
     def forward(self, z: torch.Tensor, context: torch.Tensor | None = None):
         return gated_update(z, *self.shift_and_gate_logit(z, context))
@@ -189,7 +247,7 @@ class IAFStep(nn.Module):
         for position in range(1, self.made.latent_size + 1):
             i = self.made.coordinates[position - 1]
             read = z.clamp(-INVERSE_READ_LIMIT, INVERSE_READ_LIMIT)
-            m, s = _widen(self.made.outputs_at(read, context, position)).unbind(-1)
+            m, s = self._shift_and_gate(self.made.outputs_at(read, context, position), -1)
             gate = torch.sigmoid(s)
             solved = (z_new[..., i] - (1 - gate) * m) / gate
             z = torch.where(self.made.order == position, solved.unsqueeze(-1), z)
@@ -211,17 +269,20 @@ class IAF(nn.Module):
     `z_0 (..., d)`, context `(..., C)` -> `z_T`, summed log sigma per coordinate `(..., d)`."""
 
     def __init__(self, latent_size: int, num_steps: int, hidden_sizes: Sequence[int],
-                 context_size: int, gate_bias: float = 2.0):
+                 context_size: int, gate_bias: float = 2.0, weight_norm: bool = False,
+                 output_scale: float = 1.0):
         super().__init__()
         ascending = list(range(1, latent_size + 1))
         self.steps = nn.ModuleList(
             IAFStep(latent_size, hidden_sizes, context_size,
-                    ascending if t % 2 == 0 else ascending[::-1], gate_bias)
+                    ascending if t % 2 == 0 else ascending[::-1], gate_bias, weight_norm,
+                    output_scale)
             for t in range(num_steps))
 
     @classmethod
     def from_config(cls, cfg: IAFConfig, latent_size: int, context_size: int) -> "IAF":
-        return cls(latent_size, cfg.steps, cfg.hidden_sizes, context_size, cfg.gate_bias)
+        return cls(latent_size, cfg.steps, cfg.hidden_sizes, context_size, cfg.gate_bias,
+                   cfg.weight_norm, cfg.output_scale)
 
     def forward(self, z: torch.Tensor, context: torch.Tensor | None = None):
         log_gates = torch.zeros_like(z)
@@ -232,9 +293,11 @@ class IAF(nn.Module):
 
     def inverse(self, z: torch.Tensor, context: torch.Tensor | None = None):
         log_gates = torch.zeros_like(z)
-        for step in reversed(self.steps):
-            z, log_gate = step.inverse(z, context)
-            log_gates = log_gates + log_gate
+        # d partial passes a step read the same weights: normalise them once, not d times.
+        with parametrize.cached():
+            for step in reversed(self.steps):
+                z, log_gate = step.inverse(z, context)
+                log_gates = log_gates + log_gate
         return z, log_gates
 
 

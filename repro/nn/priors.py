@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.config import bounded
-from repro.nn.distributions import StandardNormal
+from repro.nn.distributions import LOG_2PI, StandardNormal
 from repro.nn.flows import MADE
 
 
@@ -99,6 +99,13 @@ class AFPrior(nn.Module):
     def from_config(cls, cfg: AFPriorConfig, latent_size: int) -> "AFPrior":
         return cls(latent_size, cfg.steps, cfg.hidden_sizes, cfg.scale)
 
+    def log_prob_per_dim(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) split over coordinates `(..., d)`: coordinate i gets log N(eps_i; 0, 1)
+        (its own noise term) and an equal share of the log-determinant (0 for the mean-only
+        prior, so the split is exact there). Sums to `log_prob(z)`; for per-dimension free bits."""
+        eps, log_det = self.to_noise(z)
+        return -0.5 * (eps.pow(2) + LOG_2PI) + (log_det / self.latent_size).unsqueeze(-1)
+
     def to_noise(self, z: torch.Tensor):
         """`z (..., d) -> (eps (..., d), log|det d eps / d z| (...))`: one MADE pass a step."""
         log_det = z.new_zeros(z.shape[:-1], dtype=torch.float32)
@@ -162,6 +169,9 @@ class PixelCNNConfig:
     masked_layers: int = bounded(6, lo=1)            # sets the receptive field
     pointwise_blocks: int = bounded(4, lo=0)
     kernel_size: int = bounded(3, lo=3)
+    # One masked "B" layer applied `masked_layers - 1` times (Chen et al.'s tied masked
+    # convolutions); off is a separate layer each, the decoder as first built.
+    tied: bool = False
 
 
 class PixelCNNDecoder(nn.Module):
@@ -177,8 +187,12 @@ class PixelCNNDecoder(nn.Module):
         # The features come from z, not from x, so reading them unmasked breaks no causality.
         self.condition = (nn.Conv2d(cfg.feature_maps, cfg.filters, k, padding=k // 2)
                           if cfg.feature_maps else None)
-        self.masked = nn.ModuleList(MaskedConv2d(cfg.filters, cfg.filters, k, "B")
-                                    for _ in range(cfg.masked_layers - 1))
+        if cfg.tied:
+            shared = MaskedConv2d(cfg.filters, cfg.filters, k, "B")
+            self.masked = nn.ModuleList([shared] * (cfg.masked_layers - 1))
+        else:
+            self.masked = nn.ModuleList(MaskedConv2d(cfg.filters, cfg.filters, k, "B")
+                                        for _ in range(cfg.masked_layers - 1))
         self.pointwise = nn.ModuleList(nn.Conv2d(cfg.filters, cfg.filters, 1)
                                        for _ in range(cfg.pointwise_blocks))
         self.to_logits = nn.Conv2d(cfg.filters, 1, 1)

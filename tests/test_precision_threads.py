@@ -1,0 +1,216 @@
+"""Precision and threads chosen by measurement (`repro.precision`, `repro.train.ThreadChoice`):
+the choices as pure functions of made-up timings, the timing cache, the old `bf16` switches as
+aliases that leave earlier records the same experiment, and runs that say what they chose and
+obey an explicit setting. No assertion here depends on how fast this machine is."""
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+import torch
+
+from repro import precision, records
+from repro import train as train_mod
+from repro.config import ConfigError, apply_overrides, experiment_identity, precision_setting
+from repro.registry import resolve
+
+PROJECTION = precision.Product("largest linear", 800, 192, 10002)
+LSTM_GATES = precision.Product("LSTM layer 0 gates", 32, 544, 764, calls=25)
+
+
+def _timings(**ratios):
+    """Made-up seconds per product: fp32 1 ms, bf16 faster by the given ratio."""
+    products = {"projection": PROJECTION, "lstm": LSTM_GATES}
+    return {products[name].key: {"fp32_s": 1e-3, "bf16_s": 1e-3 / ratio} for name, ratio in ratios.items()}
+
+
+def test_bf16_is_chosen_only_at_the_threshold_speedup():
+    both = [PROJECTION, LSTM_GATES]
+    fast = precision.choose_precision(_timings(projection=2.0, lstm=2.0), both)
+    assert (fast.precision, fast.speedup) == ("bf16", 2.0)
+    assert "2.00x" in fast.reason
+    slow = precision.choose_precision(_timings(projection=1.29, lstm=1.29), both)
+    assert slow.precision == "fp32" and slow.speedup == 1.29
+    assert precision.choose_precision(_timings(projection=1.3, lstm=1.3), both).precision == "bf16"
+
+
+def test_products_count_by_their_calls_per_step():
+    # the projection alone would favour bf16; the LSTM's 25 calls per step at 0.57x outweigh it
+    mixed = precision.choose_precision(_timings(projection=3.0, lstm=0.57), [PROJECTION, LSTM_GATES])
+    assert mixed.precision == "fp32"
+    assert mixed.speedup == pytest.approx(26 / (1 / 3 + 25 / 0.57), abs=1e-3)
+
+
+def test_the_faster_thread_count_wins_and_a_tie_goes_to_fewer():
+    assert precision.choose_threads({1: 5_000.0, 2: 8_000.0}) == 2
+    assert precision.choose_threads({1: 38_000.0, 2: 10_500.0}) == 1
+    assert precision.choose_threads({2: 7_000.0, 1: 7_000.0}) == 1
+
+
+def test_timings_are_measured_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path))
+    timed = []
+
+    def fake_timer(products):
+        timed.append([p.key for p in products])
+        return {p.key: {"fp32_s": 2e-3, "bf16_s": 1e-3} for p in products}
+
+    first = precision.cached_timings([PROJECTION, LSTM_GATES], timer=fake_timer)
+    again = precision.cached_timings([PROJECTION, LSTM_GATES], timer=fake_timer)
+    assert timed == [[PROJECTION.key, LSTM_GATES.key]]
+    assert first == again and again[PROJECTION.key]["bf16_s"] == 1e-3
+    stored = json.loads((tmp_path / precision.CACHE_FILE).read_text())
+    (machine,) = stored
+    assert torch.__version__ in machine and precision.cpu_model() in machine
+    # a new shape is timed alone; the known ones stay cached
+    other = precision.Product("largest linear", 64, 32, 100)
+    precision.cached_timings([PROJECTION, other], timer=fake_timer)
+    assert timed[1:] == [[other.key]]
+
+
+def test_auto_needs_native_bf16_and_an_explicit_setting_times_nothing(monkeypatch):
+    monkeypatch.delenv("REPRO_PRECISION", raising=False)
+    monkeypatch.setattr(precision, "cached_timings", lambda *a, **k: pytest.fail("timed"))
+    assert precision.resolve("fp32", torch.device("cpu"), [PROJECTION]).precision == "fp32"
+    assert precision.resolve("bf16", torch.device("cpu"), [PROJECTION]).precision == "bf16"
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert precision.resolve("auto", torch.device("cpu"), [PROJECTION]).precision == "fp32"
+    monkeypatch.setenv("REPRO_PRECISION", "bf16")
+    assert precision.resolve("auto", torch.device("cpu"), [PROJECTION]).reason.startswith("REPRO_PRECISION")
+
+
+def _cfg(*overrides):
+    _, cfg = resolve("bowman2016", "vae-anneal-worddrop", "smoke")
+    return apply_overrides(cfg, list(overrides))
+
+
+@pytest.mark.parametrize("overrides, train, evaluation", [
+    ([], "auto", "auto"),
+    (["train.bf16=true"], "bf16", "auto"),
+    (["train.bf16=false", "eval.bf16=true"], "fp32", "bf16"),
+    (["train.precision=fp32", "eval.precision=bf16"], "fp32", "bf16"),
+    (["train.bf16=true", "train.precision=bf16"], "bf16", "auto"),
+])
+def test_the_old_bf16_switches_are_aliases(overrides, train, evaluation):
+    cfg = _cfg(*overrides)
+    assert (precision_setting(cfg.train), precision_setting(cfg.eval)) == (train, evaluation)
+
+
+def test_an_alias_that_contradicts_the_precision_is_refused():
+    with pytest.raises(ConfigError, match="contradicts precision=bf16"):
+        _cfg("train.bf16=false", "train.precision=bf16")
+
+
+def test_records_from_before_precision_name_the_same_experiment():
+    """Every committed record says "bf16": false and has no precision key: it stays its preset's
+    record, and the default (auto) config asks for the experiment it holds."""
+    today = _cfg().to_dict()
+    old = json.loads(json.dumps(today))
+    for section in ("train", "eval"):
+        old[section].pop("precision")
+        old[section]["bf16"] = False
+    record = {"config": old, "train": {}, "eval": {"metrics": ["nll", "elbo", "kl", "mi", "au"]}}
+    assert records.preset_differences(old) == {}
+    assert records.same_experiment(record, today)
+    assert experiment_identity(old) == experiment_identity(_cfg("train.precision=bf16").to_dict())
+
+
+def _fake_speedup(ratio):
+    return lambda products: {p.key: {"fp32_s": 1e-3, "bf16_s": 1e-3 / ratio} for p in products}
+
+
+@pytest.mark.needs_cpu_bf16
+def test_a_run_records_and_logs_the_precision_it_chose_and_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("REPRO_PRECISION", raising=False)
+    monkeypatch.setattr(precision, "time_products", _fake_speedup(2.0))
+    result = train_mod.train(_cfg("train.epochs=2", "eval.iw_samples=4",
+                                  "eval.iw_chunk=2"), runs_root=tmp_path, records_root=None,
+                             progress=False)
+    chosen = result.record["train"]["precision"]
+    assert chosen["precision"] == "bf16" and chosen["speedup"] == 2.0
+    assert "2.00x" in chosen["reason"]
+    assert [entry["precision"] for entry in result.history] == ["bf16", "bf16"]
+    # evaluation: bf16 only after the numerics check on this model, whose outcome it states
+    assert "bf16 moved IW-NLL" in result.record["eval"]["precision_reason"]
+    assert result.record["eval"]["precision"] in ("fp32", "bf16")
+    assert result.record["eval"]["bf16"] == (result.record["eval"]["precision"] == "bf16")
+    params = mlflow.MlflowClient().get_run(result.record["mlflow_run_id"]).data.params
+    assert params["train.precision_used"] == "bf16" and params["train.bf16_speedup"] == "2.0"
+    assert params["train.precision"] == "auto"
+
+
+def test_explicit_fp32_and_one_thread_are_obeyed(tmp_path, monkeypatch):
+    monkeypatch.delenv("REPRO_PRECISION", raising=False)
+    monkeypatch.setattr(precision, "time_products", lambda products: pytest.fail("timed"))
+    torch.set_num_threads(2)
+    try:
+        result = train_mod.train(_cfg("train.epochs=2", "data.train_fraction=0.003", "train.threads=1",
+                                      "train.precision=fp32", "eval.precision=fp32",
+                                      "eval.iw_samples=2", "eval.iw_chunk=1"),
+                                 runs_root=tmp_path, records_root=None, track=False, progress=False)
+        assert torch.get_num_threads() == 2      # the caller's setting is put back
+    finally:
+        torch.set_num_threads(1)
+    assert result.record["train"]["precision"] == {"precision": "fp32", "reason": "fp32 as configured",
+                                                   "speedup": None}
+    assert result.record["train"]["threads"] == 1
+    assert [(e["precision"], e["threads"]) for e in result.history] == [("fp32", 1), ("fp32", 1)]
+    assert not any(key.startswith("threads_probe") for e in result.history for key in e)
+    assert result.record["eval"]["precision"] == "fp32"
+
+
+def test_auto_threads_time_both_counts_each_epoch_and_keep_the_faster(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_PRECISION", "fp32")
+    torch.set_num_threads(2)
+    try:
+        # 14 updates an epoch: the first epoch's probe (9 updates) ends inside it
+        result = train_mod.train(_cfg("train.epochs=2", "data.train_fraction=0.01",
+                                      "eval.iw_samples=2", "eval.iw_chunk=1"),
+                                 runs_root=tmp_path, records_root=None, track=False, progress=False)
+    finally:
+        torch.set_num_threads(1)
+    assert result.record["train"]["threads"] == "auto"
+    for entry in result.history:
+        rates = {n: entry[f"threads_probe/{n}"] for n in (1, 2)}
+        assert entry["threads"] == precision.choose_threads(rates)
+
+
+class _FakeResult:
+    def __init__(self, nll):
+        self.metrics = {"nll": nll}
+
+
+@pytest.mark.parametrize("bf16_nll, expected", [(100.05, "bf16"), (100.2, "fp32")])
+def test_auto_evaluation_uses_bf16_only_if_it_moves_the_runs_nll_by_under_a_tenth_percent(
+        monkeypatch, bf16_nll, expected):
+    from repro import evaluate as evaluate_mod
+    from repro.data import load_corpus
+    cfg = _cfg()
+    corpus = load_corpus(cfg.data)
+    model = resolve("bowman2016", "vae-anneal-worddrop", "smoke")[0].build(cfg, corpus)
+    monkeypatch.delenv("REPRO_PRECISION", raising=False)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "cached_timings", lambda products: _fake_speedup(2.0)(products))
+    # the check's two evaluations, fp32 then bf16, with made-up test NLLs
+    monkeypatch.setattr(evaluate_mod, "evaluate",
+                        lambda *a, bf16, **k: _FakeResult(bf16_nll if bf16 else 100.0))
+    choice = evaluate_mod.eval_precision(model, corpus, cfg.eval, torch.device("cpu"))
+    assert choice.precision == expected and choice.speedup == 2.0
+    assert f"by {abs(bf16_nll / 100 - 1):.4%}" in choice.reason
+
+
+@pytest.mark.needs_cpu_bf16
+def test_auto_evaluation_falls_back_to_fp32_for_a_model_that_cannot_evaluate_in_bf16(monkeypatch):
+    """An IAF posterior keeps autocast outputs for later passes outside autocast: bf16
+    evaluation raises a dtype error there, so `auto` must pick fp32 and say why, not crash."""
+    from repro import evaluate as evaluate_mod
+    from repro.data import load_corpus
+    var, cfg = resolve("kingma2016_iaf", "ptb-iaf-fb", "smoke")
+    corpus = load_corpus(cfg.data)
+    model = var.build(cfg, corpus)
+    monkeypatch.delenv("REPRO_PRECISION", raising=False)
+    monkeypatch.setattr(precision, "cached_timings", lambda products: _fake_speedup(2.0)(products))
+    choice = evaluate_mod.eval_precision(model, corpus, cfg.eval, torch.device("cpu"))
+    assert choice.precision == "fp32" and "bf16 evaluation fails for this model" in choice.reason
