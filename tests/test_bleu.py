@@ -113,3 +113,29 @@ def test_zhao_precision_is_mean_and_recall_is_max_over_samples():
     assert got["bleu_zhao_rec_4"] > got["bleu_zhao_prec_4"]
     with pytest.raises(ValueError):
         zhao_bleu([[]], ["a"])
+
+
+def test_zhao_multi_reference_by_hand():
+    """BLEU-1 of 2-token sentences under method7 is (2 p1 + 1) / 3 (method5 with p'_0 = p1 + 1
+    and no 5-grams; BP = 1). Context 1: h1 = "a b", h2 = "c d" against r1 = "a b", r2 = "a x",
+    r3 = "y z" gives the sample x reference matrix [[1, 2/3, 0], [0, 0, 0]]:
+    precision = mean over samples of the best reference = (1 + 0) / 2,
+    recall = mean over references of the best sample = (1 + 2/3 + 0) / 3.
+    Context 2: one 1-token sample equal to its single reference: 1 and 1."""
+    samples = [["a b", "c d"], ["a"]]
+    got = zhao_bleu(samples, [["a b", "a x", "y z"], "a"], max_order=1)
+    assert got["bleu_zhao_prec_1"] == pytest.approx((1 / 2 + 1) / 2, rel=1e-12)
+    assert got["bleu_zhao_rec_1"] == pytest.approx((5 / 9 + 1) / 2, rel=1e-12)
+    # With r1 alone it is the code's single-reference form: recall = max, precision = mean.
+    single = zhao_bleu(samples, ["a b", "a"], max_order=1)
+    assert (single["bleu_zhao_prec_1"], single["bleu_zhao_rec_1"]) == pytest.approx((3 / 4, 1.0))
+
+
+def test_zhao_one_reference_in_a_list_is_the_single_reference_form():
+    samples = [["the cat sat on the mat", "a dog ran"], ["hello there", "hello there friend"]]
+    references = ["the cat on the mat", "hello friend"]
+    assert zhao_bleu(samples, [[r] for r in references]) == zhao_bleu(samples, references)
+    # a repeated reference changes nothing: each reference is scored on its own, then averaged
+    assert zhao_bleu(samples, [[r, r] for r in references]) == pytest.approx(zhao_bleu(samples, references))
+    with pytest.raises(ValueError, match="reference"):
+        zhao_bleu([["a"]], [[]])

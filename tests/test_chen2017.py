@@ -12,7 +12,9 @@ import torch
 from torch import distributions as D
 
 from papers.chen2017_vlae.model import (FREE_NATS_PER_PIXEL, PIXELS, ImageVLAE,
-                                        PixelCNNLM, TextVLAE, build, vlae_loss)
+                                        PixelCNNLM, TextVLAE, build, kl_dims, pixel_free_bits,
+                                        vlae_loss)
+from repro.objectives import free_bits_kl
 from papers.chen2017_vlae.presets import ROWS, WINDOWS
 from repro import generate
 from repro.config import flatten
@@ -23,7 +25,7 @@ from repro.model import LatentVariableModel
 from repro.nn.cnn import DilatedCNNDecoder
 from repro.nn.distributions import DiagonalGaussian, StandardNormal
 from repro.nn.flows import IAFPosterior
-from repro.nn.priors import AFPrior
+from repro.nn.priors import AFPrior, PixelCNNConfig, PixelCNNDecoder
 from repro.registry import get_paper, resolve
 from repro.train import train
 
@@ -146,21 +148,72 @@ def test_training_kl_is_log_q_minus_the_flow_log_prior_at_the_decoders_z(mnist_s
     assert not torch.allclose(kl, posterior.kl_per_dim(StandardNormal((cfg.model.latent_size,))).sum(-1))
 
 
-def test_free_bits_floor_the_batch_mean_kl_at_a_hundredth_of_a_nat_per_pixel(mnist_smoke):
+@pytest.mark.parametrize("variant", ["mnist-vlae", "mnist-iaf", "static-af"])
+def test_the_kl_split_over_dimensions_sums_to_the_single_draw_kl(mnist_smoke, variant):
+    _, corpus, batch = mnist_smoke
+    model = build(config(variant, "smoke"), corpus)
+    with torch.no_grad():                   # flows away from the identity, so every term counts
+        for module in model.modules():
+            if isinstance(module, AFPrior):
+                for step in module.steps:
+                    step.made.output.bias.normal_(0, 1.0)
+    posterior, prior = model.posterior(batch), model.prior(batch)
+    torch.manual_seed(3)
+    z, kl = kl_dims(posterior, prior)
+    assert kl.shape == (batch.size, model.cfg.latent_size)
+    if isinstance(prior, AFPrior):
+        torch.testing.assert_close(prior.log_prob_per_dim(z).sum(-1), prior.log_prob(z))
+    expected = (posterior.log_prob(z) - prior.log_prob(z))[0]
+    torch.testing.assert_close(kl.sum(-1), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_free_bits_floor_each_dimensions_batch_mean_kl_at_its_share_of_784_hundredths(mnist_smoke):
+    """Kingma's per-group form with single-dimension groups: lambda = 0.01 x 784 / d per
+    dimension, so a KL spread evenly over the dimensions meets the floor at 7.84 nats."""
     cfg, corpus, batch = mnist_smoke
+    d = cfg.model.latent_size
+    fb = cfg.model.free_bits
+    assert FREE_NATS_PER_PIXEL * PIXELS == pytest.approx(7.84)
+    assert (fb.variant, fb.group_size) == ("kingma_group_batchmean", 1)
+    assert fb.lam == pytest.approx(7.84 / d)
     model = build(cfg, corpus)
-    floor = FREE_NATS_PER_PIXEL * PIXELS
-    assert floor == pytest.approx(7.84)
+    with torch.no_grad():                   # half the dimensions above the floor, half below
+        model.encoder.to_gaussian.bias[:d // 2] += 3.0
     torch.manual_seed(0)
     terms = vlae_loss(model, batch, step=0)
-    assert terms["kl"] < floor                        # a fresh model's KL is under the floor
-    torch.testing.assert_close(terms["loss"], terms["rec"] + floor)
-    with torch.no_grad():                             # push the KL above the floor
-        model.encoder.to_gaussian.bias[:cfg.model.latent_size] += 5.0
     torch.manual_seed(0)
-    terms = vlae_loss(model, batch, step=0)
-    assert terms["kl"] > floor
-    torch.testing.assert_close(terms["loss"], terms["rec"] + terms["kl"])
+    z, kl = kl_dims(model.posterior(batch), model.prior(batch))
+    rec = -model.log_likelihood(batch, z)[0]
+    batch_mean = kl.mean(0)
+    assert (batch_mean < fb.lam).any() and (batch_mean > fb.lam).any()
+    torch.testing.assert_close(terms["loss"], rec.mean() + batch_mean.clamp_min(fb.lam).sum())
+    torch.testing.assert_close(terms["kl"], kl.sum(-1).mean())      # logged unclamped
+
+
+def test_pixel_free_bits_floor_each_dimension_at_its_share_on_a_known_kl():
+    fb = pixel_free_bits(4)                              # 7.84 nats over 4 dimensions
+    assert fb.lam == pytest.approx(1.96)
+    kl = torch.tensor([[1.0, 3.0, 0.0, 5.0], [3.0, 1.0, 0.0, 1.0]])   # batch means 2, 2, 0, 3
+    assert free_bits_kl(kl, fb).item() == pytest.approx(2.0 + 2.0 + 1.96 + 3.0)
+    # The whole-code form the records before per-dimension groups used: one floor on the total.
+    whole = dataclasses.replace(fb, lam=7.84, group_size=4)
+    assert free_bits_kl(kl, whole).item() == pytest.approx(7.84)
+    assert free_bits_kl(kl * 2, whole).item() == pytest.approx(14.0)
+
+
+def test_tied_pixelcnn_applies_one_masked_layer_five_times():
+    tied = PixelCNNDecoder(PixelCNNConfig(tied=True))
+    untied = PixelCNNDecoder(PixelCNNConfig())
+    assert len(tied.masked) == len(untied.masked) == 5
+    assert all(layer is tied.masked[0] for layer in tied.masked)
+    count = lambda m: sum(p.numel() for p in m.parameters())          # noqa: E731
+    assert count(untied) - count(tied) == 4 * (12 * 12 * 9 + 12)
+    assert tied.receptive_field == untied.receptive_field == (7, 13)
+    # Still causal: logit (i, j) does not read pixel (i, j) or any later one.
+    x = torch.zeros(1, 1, 28, 28, requires_grad=True)
+    tied.logits(x, torch.zeros(1, 4, 28, 28))[0, 0, 10, 10].backward()
+    grad = x.grad[0, 0]
+    assert torch.all(grad[10, 10:] == 0) and torch.all(grad[11:] == 0) and grad[9, 10] != 0
 
 
 def test_each_image_row_builds_its_decoder_prior_and_posterior(mnist_smoke):
@@ -282,25 +335,33 @@ def test_the_issues_variants_exist_on_every_dataset():
 @pytest.mark.parametrize("variant", IMAGE_ROWS)
 def test_paper_preset_image_rows_are_the_cards(variant):
     cfg, row = config(variant, "paper"), ROWS[variant]
-    assert cfg.data.dataset == row.dataset
-    assert cfg.eval.iw_samples == 4096 and cfg.optim.lr == 0.002
+    assert cfg.data.dataset == row.dataset and not cfg.data.train_on_valid
+    assert cfg.eval.iw_samples == 4096
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.polyak) == ("adamax", 0.002, 0.998)
     m = cfg.model
     pixelcnn = m.pixelcnn
     if row.prior is not None:
-        assert m.latent_size == 64 and m.channels == (16, 32, 32) and m.hidden_size == 450
-        assert m.free_bits.variant == "kingma_group_batchmean" and m.free_bits.lam == pytest.approx(7.84)
-        assert m.free_bits.group_size == 1            # the whole code is one group (model.py)
+        # Factorised rows: Kingma's best MNIST model (z 32, 8 x 1920 flow); PixelCNN rows: z 64,
+        # a 4 x 640 AF prior.
+        kingma = row.decoder == "factorised"
+        latent, steps, width = (32, 8, 1920) if kingma else (64, 4, 640)
+        assert m.latent_size == latent and m.channels == (16, 32, 32) and m.hidden_size == 450
+        assert (m.between_strided, m.shortcut) == (1, "conv")       # the IAF paper's App. B
+        assert m.free_bits.variant == "kingma_group_batchmean" and m.free_bits.group_size == 1
+        assert m.free_bits.lam * latent == pytest.approx(7.84)
         assert m.kl.kind == "constant" and m.kl.max_weight == 1.0
         assert (m.prior.steps, tuple(m.prior.hidden_sizes), m.prior.scale) == (
-            (4, (640, 640), False) if row.prior == "af" else (0, (640, 640), False))
-        # The IAF posterior has the AF prior's size: the card's "equivalent" comparison.
+            (steps, (width, width), False) if row.prior == "af" else (0, (640, 640), False))
+        # The IAF posterior has the AF prior's size: the paper's "equivalent" comparison.
         assert (m.iaf.steps, tuple(m.iaf.hidden_sizes)) == (
-            (4, (640, 640)) if row.posterior == "iaf" else (0, tuple(m.iaf.hidden_sizes)))
-        assert m.decoder == ("factorised" if row.decoder == "factorised" else "pixelcnn")
+            (steps, (width, width)) if row.posterior == "iaf" else (0, tuple(m.iaf.hidden_sizes)))
+        if row.posterior == "iaf":
+            assert (m.iaf.weight_norm, m.iaf.output_scale) == (True, 0.1)
+        assert m.decoder == ("factorised" if kingma else "pixelcnn")
     if row.decoder != "factorised":
         layers = 15 if row.decoder == "unrestricted" else 6
         assert (pixelcnn.filters, pixelcnn.masked_layers, pixelcnn.pointwise_blocks,
-                pixelcnn.kernel_size) == (12, layers, 4, 3)
+                pixelcnn.kernel_size, pixelcnn.tied) == (12, layers, 4, 3, True)
         assert pixelcnn.feature_maps == (0 if row.prior is None else 4)
 
 

@@ -20,6 +20,7 @@ from repro.data import TextSplit, Vocab, load_corpus
 from repro.data.noise import NoiseConfig
 from repro.records import load_records
 from repro.registry import get_paper, resolve
+from repro import train as train_mod
 from repro.train import train
 
 PAPER = "xie2017_noising"
@@ -182,6 +183,9 @@ def test_paper_preset_is_the_cards_setting(variant):
     assert (d.dataset, d.max_vocab, d.batch_size, d.eval_batch_size, d.train_fraction) == (
         "ptb_stream", 10_000, 20, 1, 1.0)
     assert (o.name, o.lr, o.grad_clip, o.plateau_decay, o.plateau_patience) == ("sgd", 1.0, 5.0, 0.5, 1)
+    # lm.py: each decay restores the best epoch; stop once the decay count exceeds --max_decays 8
+    assert o.plateau_restores_best and cfg.train.stop_after_decays == 9
+    assert cfg.train.early_stop_patience is None
     assert cfg.train.epochs == 400 and cfg.eval.max_examples is None
 
 
@@ -268,6 +272,86 @@ def test_real_run_blank_noising_at_the_kn_gamma_gains_nothing(cpu_records, size)
     """Not reproduced here: blank noising at gamma 0.2 (the one published gamma, the KN run's;
     the paper tuned gamma per scheme) stays within 2 PPL of the baseline at both sizes."""
     assert abs(relative_gains(cpu_records)[("cpu", f"{size}-blank")]) < 2
+
+
+# --- the code's learning-rate schedule (trainer options the presets turn on) ---------------------
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 2)
+
+    def selectable(self, step):
+        return True
+
+
+def _adam_step(model, optimizer):
+    optimizer.zero_grad()
+    model.layer(torch.ones(4, 3)).square().sum().backward()
+    optimizer.step()
+
+
+def _snapshot(model, optimizer):
+    state = optimizer.state[model.layer.weight]
+    return (model.layer.weight.detach().clone(), state["exp_avg"].clone(), float(state["step"]))
+
+
+def test_a_decay_restores_the_best_parameters_and_optimiser_state_and_halves_the_current_rate(tmp_path):
+    """Adam rather than the presets' SGD, so that there is optimiser state to restore."""
+    _, cfg = resolve(PAPER, "medium-none", "smoke")
+    cfg = apply_overrides(cfg, ["optim.name=adam", "optim.lr=0.01", "train.stop_after_decays=2"])
+    model = _Tiny()
+    optimizer = train_mod.build_optimizer(cfg, model)
+    state, best_path = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": None,
+                        "stale_epochs": 0, "done": False}, tmp_path / "best.pt"
+
+    def validate(objective):
+        train_mod._after_validation(cfg, optimizer, state, objective, model, best_path)
+        state["epoch"] += 1
+
+    _adam_step(model, optimizer)
+    validate(5.0)                                   # the best epoch
+    best = _snapshot(model, optimizer)
+    for _ in range(3):
+        _adam_step(model, optimizer)
+    assert not torch.equal(_snapshot(model, optimizer)[0], best[0])
+    validate(6.0)                                   # stale: decay 1
+    weight, exp_avg, step = _snapshot(model, optimizer)
+    assert torch.equal(weight, best[0]) and torch.equal(exp_avg, best[1]) and step == best[2] == 1
+    assert optimizer.param_groups[0]["lr"] == 0.005 and not state["done"]
+    _adam_step(model, optimizer)
+    validate(7.0)                                   # stale: decay 2, from the current 0.005
+    assert torch.equal(_snapshot(model, optimizer)[0], best[0])
+    assert optimizer.param_groups[0]["lr"] == 0.0025
+    assert state["lr_decays"] == 2 and state["done"] and state["best_epoch"] == 1
+
+
+def test_without_the_restore_a_decay_keeps_the_current_parameters(tmp_path):
+    _, cfg = resolve(PAPER, "medium-none", "smoke")
+    cfg = apply_overrides(cfg, ["optim.plateau_restores_best=false"])
+    model = _Tiny()
+    optimizer = train_mod.build_optimizer(cfg, model)
+    state = {"epoch": 0, "step": 0, "best_val": 1.0, "best_epoch": 1, "stale_epochs": 0, "done": False}
+    before = model.layer.weight.detach().clone()
+    train_mod._after_validation(cfg, optimizer, state, 2.0, model, tmp_path / "best.pt")
+    assert torch.equal(model.layer.weight, before) and optimizer.param_groups[0]["lr"] == 0.5
+    assert not (tmp_path / "best.pt").exists() and not state["done"]   # no stop rule set
+
+
+def test_a_run_stops_after_its_nth_decay_with_the_best_parameters_in_place(tmp_path, monkeypatch):
+    """Validation objectives 5, 4, 6, 3, 7, ...: decays after epochs 3 and 5, so a run told to
+    stop after 2 decays ends at epoch 5 with epoch 4's parameters, at a quarter of the rate."""
+    scripted = iter([5.0, 4.0, 6.0, 3.0, 7.0, 8.0, 9.0, 10.0])
+    monkeypatch.setattr(train_mod, "validation_objective", lambda metrics: next(scripted))
+    _, cfg = resolve(PAPER, "medium-none", "smoke")
+    cfg = apply_overrides(cfg, ["train.epochs=8", "train.stop_after_decays=2"])
+    result = train(cfg, runs_root=tmp_path, records_root=None, track=False, progress=False)
+    assert [e["lr"] for e in result.history] == [1.0, 1.0, 1.0, 0.5, 0.5]
+    assert result.record["train"]["epochs"] == 5 and result.record["train"]["best_epoch"] == 4
+    last = torch.load(result.run_dir / "last.pt", weights_only=True)
+    best = torch.load(result.run_dir / "best.pt", weights_only=True)
+    assert all(torch.equal(last["model"][k], best[k]) for k in best)
+    assert last["optimizer"]["param_groups"][0]["lr"] == 0.25
 
 
 # --- smoke reproduction ------------------------------------------------------------------------

@@ -101,6 +101,18 @@ def test_substitute_presets_declare_dailydialog_for_swda(preset):
     assert cpu.model.dialog_eval.num_samples == 10 and cpu.eval.iw_samples == 100
 
 
+def test_the_shared_swda_data_scores_one_reference_per_context_only():
+    """What the staged Switchboard data can be scored against: its test split's 5,481 contexts
+    (5,543 turns less each of the 62 dialogs' first), each with its one next turn; there is no
+    train split and no multi-reference file, so the paper's multi-reference BLEU cannot be
+    computed here, and the BLEU columns are named `_ref1`."""
+    from repro.config import DataConfig
+    swda = load_corpus(DataConfig(dataset="swda"))
+    assert sorted(swda.splits) == ["test", "valid"]
+    assert len(swda.split("test")) == 5_481
+    assert all(name.endswith("_n10_ref1") for name in get_paper(PAPER).table_metrics if "bleu_zhao" in name)
+
+
 def test_reported_numbers_are_the_cards():
     paper = get_paper(PAPER)
     base = paper.variant("baseline").reported

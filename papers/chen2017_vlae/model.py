@@ -8,46 +8,56 @@ decoder an LSTM (unrestricted history) or a causal CNN that sees only the last w
 `PixelCNNLM` and the core `CNNLM` are the local decoders without z (the "unconditional decoder").
 All latent models train on the single-sample negative ELBO; the evaluation is the suite's.
 
-Implementation details (what we do; where the card, `shared/papers/chen2017_vlae.md`, says so;
-the card is "verified" throughout, the paper having no official code):
+Implementation details (what we do; where the paper, its App. A, says so; the paper has no
+official code):
 
 - AF prior (`repro.nn.priors.AFPrior`): eps = f(z), eps_i = z_i - m_i(z_<i), one parallel MADE
-  pass per step for the density, d sequential passes per step for sampling (card: "Density
-  evaluation under the AF prior is parallel; sampling ... sequential"). 4 steps, each a MADE
-  with two hidden layers of 640 ReLU units, mean-only (card: "4 steps, each a 3-layer MADE with
-  640 hidden units and ReLU ... mean-only"; we read "3-layer" as three weight layers). The
+  pass per step for the density, d sequential passes per step for sampling (the paper: density
+  evaluation is parallel, sampling sequential). On the PixelCNN rows 4 steps, each a MADE with
+  two hidden layers of 640 ReLU units, mean-only (the paper: "4 steps, each a 3-layer MADE
+  with 640 hidden units and ReLU", mean-only; we read "3-layer" as three weight layers). The
   ordering alternates between steps (ours). A fresh prior is exactly N(0, I) (zero output
   weights, ours).
 - With the AF prior the KL has no closed form: training uses the single-sample Monte Carlo
   log q(z|x) - log p(z) at the z the decoder is trained on; the evaluation reports the MC KL
-  over `mc_samples` draws and IW-NLL weights with log p(z) from the flow (card, pitfalls;
-  METRICS.md sections 1 and 4). Gaussian pairs keep the analytic KL.
+  over `mc_samples` draws and IW-NLL weights with log p(z) from the flow. Gaussian pairs keep
+  the analytic KL.
 - Local image decoder (`repro.nn.priors.PixelCNNDecoder`): the VAE decoder emits a 28x28x4
-  feature map that, with the image, feeds a PixelCNN of 6 masked 3x3 convolutions with 12 filters
-  in residual blocks, then 4 residual 1x1 blocks (card). The feature map is the Kingma MNIST
-  decoder (`repro.nn.images.BernoulliConvDecoder`) with its last convolution giving 4 maps
-  instead of one logit map; it enters the first layer through an unmasked 3x3 convolution (it
-  depends on z only), the image through a mask-"A" one. Receptive field: 6 rows up and 6
-  columns either side, causal in raster order. Blocks are pre-activation `h + conv(elu(h))`
-  (ours: the card gives no block internals; ELU as the rest of the IAF-paper network).
-- Encoder and factorised decoder: the IAF paper's MNIST ResNet VAE (card), i.e. Kingma's
-  `repro.nn.images` parts with weight normalisation and data-dependent initialisation; latent
-  dimension 64 (card).
-- IAF posterior rows: Kingma's gated IAF (`repro.nn.flows`), with the same depth and width as
-  the AF prior (4 steps of 640 x 640; the card compares the AF prior with "an equivalent" IAF
-  posterior), reading the encoder's 450-unit features as context.
-- Free bits on images: 0.01 nats per data dimension (card), i.e. the batch-mean total KL is
-  floored at 0.01 x 784 = 7.84 nats: `FreeBitsConfig("kingma_group_batchmean", lam=7.84)` over
-  one group, the whole code (the loss passes the total KL as a single group). The batch mean
-  (not per example) is our reading: the card says only "per data dimension".
-- Text adaptation (card, "Local data and substitutes"): the window-limited decoder is the Yang
-  2017 causal dilated CNN (`repro.nn.cnn`, shared code) with kernel 2 and dilations (1,), (1, 2),
-  (1, 2, 4): it predicts word t from exactly the previous w = 2, 4, 8 tokens (`<bos>`
-  included); the unrestricted decoder is an LSTM. z is appended to every decoder input in both.
-  32-d z, an AF prior of 2 mean-only steps (card: "2-4 MADE flow steps over a 32-d z,
-  mean-only"; the 320 x 320 MADEs are ours) and an IAF posterior of the same size.
-  No free bits on text (the card allows "or no free bits"); instead the KL weight rises
-  linearly over the first updates, as the suite's other text VAEs (ours).
+  feature map that, with the image, feeds a PixelCNN of 6 masked 3x3 convolutions with 12
+  filters in residual blocks, then 4 residual 1x1 blocks (the paper). The masked weights are
+  tied (the paper): we read this as one mask-"B" 3x3 layer applied five times after the first,
+  mask-"A" layer (`PixelCNNConfig.tied`). The feature map is the Kingma MNIST decoder
+  (`repro.nn.images.BernoulliConvDecoder`) with its last convolution giving 4 maps instead of
+  one logit map; it enters the first layer through an unmasked 3x3 convolution (it depends on
+  z only), the image through the mask-"A" one. Receptive field: 6 rows up and 6 columns either
+  side, causal in raster order. Blocks are pre-activation `h + conv(elu(h))` (ours: the paper
+  gives no block internals; ELU as the rest of the IAF-paper network).
+- Encoder and factorised decoder: the IAF paper's MNIST ResNet VAE (the paper), i.e. Kingma's
+  `repro.nn.images` parts in that paper's App. B layout (three stride-2 residual blocks of
+  16/32/32 maps with a stride-1 block between each two, convolutional shortcuts, 450 units),
+  weight normalisation and data-dependent initialisation. Latent dimension 64 on the PixelCNN
+  rows (the paper).
+- The factorised-decoder rows, the table's "IAF VAE" and "AF VAE": Kingma et al.'s best MNIST
+  model (the paper quotes it), i.e. latent 32 and an IAF posterior of 8 steps of 1920 x 1920,
+  stabilised as Kingma's presets (weight-normalised MADEs, outputs scaled by 0.1); for "AF
+  VAE" that flow moves into the prior, mean-only and without the encoder's context (the paper:
+  an "equivalent" AF prior). The Gaussian-prior row is the same model without a flow.
+- Free bits on images: 0.01 nats per data dimension (the paper), 7.84 nats an image, in
+  Kingma's per-group form: each latent dimension is a group whose batch-mean KL is floored at
+  7.84 / d (`pixel_free_bits`; the even split over dimensions is our reading). The loss
+  splits the KL over dimensions (`kl_dims`): per coordinate, analytic for a Gaussian pair, else
+  each coordinate's own log q and log p terms at the single draw (the AF prior's noise term;
+  its log-determinant is zero for the mean-only flow).
+- Optimiser: Adamax, rate 0.002, Polyak averaging with alpha = 0.998 (the paper), the averaged
+  weights validated, selected and tested (`repro.averaging`).
+- Text adaptation ("Local data and substitutes" of the suite's brief): the window-limited
+  decoder is the Yang 2017 causal dilated CNN (`repro.nn.cnn`, shared code) with kernel 2 and
+  dilations (1,), (1, 2), (1, 2, 4): it predicts word t from exactly the previous w = 2, 4, 8
+  tokens (`<bos>` included); the unrestricted decoder is an LSTM. z is appended to every
+  decoder input in both. 32-d z, an AF prior of 2 mean-only steps (2-4 MADE flow steps over a
+  32-d z, mean-only; the 320 x 320 MADEs are ours) and an IAF posterior of the same size
+  (unstabilised, as recorded). No free bits on text; instead the KL weight rises linearly
+  over the first updates, as the suite's other text VAEs (ours); Adam, as the other text rows.
 - Qualitative outputs (PTB rows): `repro.generate.write_qualitative` writes samples,
   reconstructions and homotopy, with prior samples drawn from the model's own prior (the AF
   prior sequentially). No image samples are written.
@@ -56,14 +66,11 @@ the card is "verified" throughout, the paper having no official code):
   out of reach for that row, and MI is comparable only at equal pool size), active units.
 
 Deviations from the paper:
-- Adam instead of Adamax (the trainer offers Adam and SGD), same rate 0.002 on images; no
-  Polyak averaging of the weights (card: alpha = 0.998).
 - Training on train only with model selection on valid; the paper's final runs train on
-  train + valid (card, pitfalls).
-- The PixelCNN's tied masked-convolution weights (card) are not tied here: the card does not
-  say which weights are shared.
-- IW-NLL with fewer samples than 4096 in the reduced presets (slightly pessimistic, card).
-- PTB windows: w = 1 of the card's sweep {1, 2, 4, 8, full} is left out (the shared CNN needs a
+  train + valid (`data.train_on_valid`; `presets.py` says why it is off).
+- Batch size 100 (the paper's is not known to us).
+- IW-NLL with fewer samples than 4096 in the reduced presets (slightly pessimistic).
+- PTB windows: w = 1 of the sweep {1, 2, 4, 8, full} is left out (the shared CNN needs a
   kernel of at least 2, i.e. w >= 2).
 - Sizes, epochs, K and evaluation subsets of each scale: see `presets.py`.
 """
@@ -79,14 +86,22 @@ from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, ModelCon
 from repro.model import LanguageModel, LatentVariableModel
 from repro.models import CNNLM, TextVAE, TextVAEConfig
 from repro.nn.cnn import DilatedCNNDecoder
-from repro.nn.distributions import DiagonalGaussian, has_analytic_kl
-from repro.nn.flows import IAF, IAFConfig, IAFPosterior
-from repro.nn.images import BernoulliConvDecoder, ConvEncoder, data_dependent_init, weight_normalise
-from repro.nn.priors import AFPriorConfig, PixelCNNConfig, PixelCNNDecoder, make_prior
+from repro.nn.distributions import LOG_2PI, DiagonalGaussian, has_analytic_kl
+from repro.nn.flows import IAF, IAFConfig, IAFPosterior, log_prob_per_dim
+from repro.nn.images import (SHORTCUTS, BernoulliConvDecoder, ConvEncoder, conv_layout,
+                              data_dependent_init, weight_normalise)
+from repro.nn.priors import AFPrior, AFPriorConfig, PixelCNNConfig, PixelCNNDecoder, make_prior
 from repro.objectives import elbo_loss
 
 PIXELS = 28 * 28
-FREE_NATS_PER_PIXEL = 0.01                           # card: "0.01 nats per data dimension"
+FREE_NATS_PER_PIXEL = 0.01                           # the paper: 0.01 nats per data dimension
+
+
+def pixel_free_bits(latent_size: int) -> FreeBitsConfig:
+    """The paper's 0.01 nats per pixel, 7.84 nats an image, in Kingma's per-group form with each
+    latent dimension a group: each dimension's batch-mean KL is floored at 7.84 / latent_size."""
+    return FreeBitsConfig(variant="kingma_group_batchmean", group_size=1,
+                          lam=FREE_NATS_PER_PIXEL * PIXELS / latent_size)
 
 
 @dataclass
@@ -94,6 +109,8 @@ class ImageVLAEConfig(ModelConfig):
     latent_size: int = bounded(64, lo=1)
     channels: tuple[int, ...] = (16, 32, 32)         # encoder / VAE-decoder stages
     blocks_per_stage: int = bounded(1, lo=1)
+    between_strided: int = bounded(0, lo=0)          # as Kingma's `ImageVAEConfig`
+    shortcut: str = bounded("projection", choices=SHORTCUTS)
     hidden_size: int = bounded(450, lo=1)            # encoder features; the IAF context
     weight_norm: bool = True
     decoder: str = bounded("factorised", choices=("factorised", "pixelcnn"))
@@ -101,9 +118,8 @@ class ImageVLAEConfig(ModelConfig):
     prior: AFPriorConfig = field(default_factory=AFPriorConfig)
     iaf: IAFConfig = field(default_factory=IAFConfig)
     kl: KLScheduleConfig = field(default_factory=KLScheduleConfig)
-    # lam in nats on the batch-mean total KL: 0.01 nats per pixel x 784 pixels.
-    free_bits: FreeBitsConfig = field(default_factory=lambda: FreeBitsConfig(
-        variant="kingma_group_batchmean", lam=FREE_NATS_PER_PIXEL * PIXELS))
+    # 0.01 nats per pixel over the 64 latent dimensions (`pixel_free_bits`).
+    free_bits: FreeBitsConfig = field(default_factory=lambda: pixel_free_bits(64))
 
 
 @dataclass
@@ -133,18 +149,30 @@ class LocalTextLMConfig(ModelConfig):
 
 
 def vlae_loss(model, batch, step: int) -> dict[str, torch.Tensor]:
-    """The single-sample negative ELBO `loss` (with `rec`, `kl`, `elbo`, `kl_weight`): analytic
-    KL for a Gaussian pair, else log q(z|x) - log p(z) at the decoder's z. The KL goes to the
-    free-bits rule as one group `(B, 1)`: Chen's floor is on the whole code."""
+    """The single-sample negative ELBO `loss` (with `rec`, `kl`, `elbo`, `kl_weight`). The KL
+    goes to the free-bits rule per latent dimension `(B, d)` (`kl_dims`), which groups it by
+    `free_bits.group_size`."""
     posterior, prior = model.posterior(batch), model.prior(batch)
-    z, log_q = posterior.rsample(1)
+    z, kl = kl_dims(posterior, prior)
     rec = -model.log_likelihood(batch, z)[0]
+    return elbo_loss(rec, kl, schedules.kl_weight(step, model.cfg.kl), model.cfg.free_bits)
+
+
+def kl_dims(posterior, prior) -> tuple[torch.Tensor, torch.Tensor]:
+    """One reparameterised z `(1, B, d)` and the KL split over dimensions `(B, d)`: analytic for
+    a Gaussian pair; otherwise the single-sample log q(z|x) - log p(z) at that z, each
+    coordinate getting its own terms (`repro.nn.flows.mc_kl_per_dim` for the posterior side,
+    `AFPrior.log_prob_per_dim` for the prior). The split sums to the Monte Carlo KL exactly."""
     if has_analytic_kl(posterior, prior):
-        kl = posterior.kl_per_dim(prior).sum(-1)
+        return posterior.rsample(1)[0], posterior.kl_per_dim(prior)
+    if isinstance(posterior, DiagonalGaussian):
+        z = posterior.rsample(1)[0]
+        log_q = -0.5 * ((z - posterior.mu).pow(2) * torch.exp(-posterior.logvar)
+                        + posterior.logvar + LOG_2PI)
     else:
-        kl = (log_q - prior.log_prob(z))[0]
-    return elbo_loss(rec, kl.unsqueeze(-1), schedules.kl_weight(step, model.cfg.kl),
-                     model.cfg.free_bits)
+        z, log_q = posterior.rsample_per_dim(1)
+    log_p = prior.log_prob_per_dim(z) if isinstance(prior, AFPrior) else log_prob_per_dim(prior, z)
+    return z, (log_q - log_p)[0]
 
 
 class ImageVLAE(LatentVariableModel):
@@ -156,8 +184,7 @@ class ImageVLAE(LatentVariableModel):
             raise ConfigError("model.pixelcnn.feature_maps=0 would cut z off the PixelCNN decoder;"
                               " use the unconditional variant (PixelCNNLMConfig) for that")
         self.cfg = cfg
-        arch = (cfg.latent_size, cfg.channels, cfg.blocks_per_stage, cfg.hidden_size)
-        self.encoder, self.decoder = ConvEncoder(*arch), BernoulliConvDecoder(*arch)
+        self.encoder, self.decoder = ConvEncoder(**conv_layout(cfg)), BernoulliConvDecoder(**conv_layout(cfg))
         self.pixelcnn = None
         if cfg.decoder == "pixelcnn":
             # The VAE decoder's last convolution gives the PixelCNN's feature maps, not logits.

@@ -10,13 +10,21 @@ and IAF posterior; window-limited CNN decoders (w = 2, 4, 8 previous tokens) wit
 w = 4 with the Gaussian prior, and w = 4 without z. OMNIGLOT, Caltech-101 and CIFAR-10 rows are
 kept with their numbers, not run (`__init__.py`).
 
-`paper` (GPU): the card's settings -- latent 64, the IAF paper's MNIST ResNet (16/32/32 maps,
-450 units), AF prior of 4 mean-only steps of 640 x 640 ReLU MADEs, IAF posterior of the same
-size, PixelCNN 4 feature maps / 12 filters / 6 masked 3x3 layers / 4 1x1 blocks, free bits
-0.01 nats per pixel, rate 0.002, K = 4096 importance samples. Ours (not on the card): Adam (the
-card's Adamax is not offered), batch 100, up to 1000 epochs with early stopping after 50, the
-unrestricted PixelCNN's 15 masked 3x3 layers (15 rows up and 15 columns aside, more than half
-the image, so that decoder can model a digit without z). PTB: embedding 512, LSTMs
+`paper` (GPU): the paper's settings -- the IAF paper's MNIST ResNet (its App. B layout: 16/32/32
+maps, strides 2, 1, 2, 1, 2, convolutional shortcuts, 450 units); the PixelCNN rows (VLAE and its
+ablations) with latent 64, an AF prior of 4 mean-only steps of 640 x 640 ReLU MADEs, PixelCNN
+4 feature maps / 12 filters / 6 masked 3x3 layers with tied weights / 4 1x1 blocks; the
+factorised-decoder rows ("IAF VAE", "AF VAE" and the Gaussian baseline) are Kingma et al.'s
+best MNIST model, latent 32 with an IAF posterior of 8 steps of 1920 x 1920 (stabilised as in
+Kingma's presets), the AF rows with that flow moved into the prior (8 mean-only steps of 1920,
+no context); free bits 0.01 nats per pixel in Kingma's per-dimension form (`model.py`);
+Adamax at 0.002 with Polyak averaging, alpha = 0.998; K = 4096 importance samples. Ours: batch
+100, up to 1000 epochs with early stopping after 50 on the averaged weights' validation ELBO,
+training on train only (the paper's final runs add valid: `data.train_on_valid`, off because
+the epoch count is chosen by early stopping on valid; for final numbers rerun with `--set
+data.train_on_valid=true --set train.epochs=<best epoch>`), the unrestricted PixelCNN's 15
+masked 3x3 layers (15 rows up and 15 columns aside, more than half the image, so that decoder
+can model a digit without z). PTB: embedding 512, LSTMs
 of 1024 (He et al.'s size), CNN width 512 with a 256 bottleneck, z 32, AF prior and IAF of
 2 steps of 320 x 320 (the card: "2-4 MADE flow steps"), Adam 1e-3 with clipping 5, KL warm-up
 over 10,000 updates, up to 40 epochs with patience 5, K = 500: ours.
@@ -26,9 +34,11 @@ Evaluation, every row and scale: MI over minibatch pools of 32 (`mi_pool="batch"
 
 Reductions in `cpu` (and why):
 - MNIST: 10 epochs instead of convergence (every image row alike, so rows stay comparable); MADE
-  width 640 -> 320 in the AF prior and the IAF posterior (each validation inverts the IAF for
-  32 x 32 sample/posterior pairs per batch, 64 MADE passes a step; both flows keep the same
-  size, so the AF-vs-IAF rows stay "equivalent"); validation and test on the first 2,000 images
+  width 640 -> 320 in the PixelCNN rows' AF prior, and 1920 -> 480 in the factorised rows' IAF
+  and AF flows (Kingma's `cpu` cap; each validation inverts the IAF for 32 x 32
+  sample/posterior pairs per batch, d MADE passes a step; both flows keep the same size, so the
+  AF-vs-IAF rows stay "equivalent"); the network's block structure and widths, the optimiser,
+  its averaging and the free bits are `paper`'s; validation and test on the first 2,000 images
   of valid/test (`eval.max_examples`, which the trainer also applies to validation; static MNIST
   rows use the whole splits, as its test split is sorted by class) with K = 128
   instead of 4096 (slightly pessimistic, card). The first MNIST test digits come from the
@@ -39,16 +49,17 @@ Reductions in `cpu` (and why):
   updates (two epochs), K = 100.
 
 Estimated `cpu` time per row on one uncontended core (CPU time of updates and evaluation
-measured on this machine): factorised Gaussian/AF rows ~17 min, IAF rows ~37 min (the MI pool
-inverts the flow), local PixelCNN rows ~41 min, the unrestricted PixelCNN ~55 min, the
-unconditional PixelCNN ~13 min; PTB VAE rows ~45 min (IAF ~50), the PTB LM ~31 min.
+measured on this machine, before App. B's layout and the 8-step factorised rows, which cost
+more): factorised Gaussian/AF rows ~17 min, IAF rows ~37 min (the MI pool inverts the flow),
+local PixelCNN rows ~41 min, the unrestricted PixelCNN ~55 min, the unconditional PixelCNN
+~13 min; PTB VAE rows ~45 min (IAF ~50), the PTB LM ~31 min.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 from papers.chen2017_vlae.model import (ImageVLAEConfig, LocalTextLMConfig, PixelCNNLMConfig,
-                                        TextVLAEConfig)
+                                        TextVLAEConfig, pixel_free_bits)
 from repro.config import DataConfig, EvalConfig, KLScheduleConfig, OptimConfig, RunConfig, TrainConfig
 from repro.nn.flows import IAFConfig
 from repro.nn.priors import AFPriorConfig, PixelCNNConfig
@@ -94,9 +105,12 @@ ROWS = {
 class ImageScale:
     channels: tuple[int, ...]
     hidden: int
-    latent: int
+    latent: int                       # the PixelCNN rows (VLAE and its ablations)
     flow_steps: int
     flow_width: int
+    kingma_latent: int                # the factorised rows: Kingma's best model ...
+    kingma_flow_steps: int            # ... its IAF, or that flow as an AF prior
+    kingma_flow_width: int
     pixelcnn: PixelCNNConfig          # the local decoder
     unrestricted_layers: int          # masked layers of the unrestricted PixelCNN
     data: DataConfig
@@ -120,20 +134,23 @@ class TextScale:
 
 IMAGE_SCALES = {
     "smoke": ImageScale((4, 8, 8), hidden=16, latent=4, flow_steps=2, flow_width=8,
-                        pixelcnn=PixelCNNConfig(feature_maps=2, filters=4, masked_layers=2,
-                                                pointwise_blocks=1),
+                        kingma_latent=4, kingma_flow_steps=2, kingma_flow_width=8,
+                        pixelcnn=PixelCNNConfig(feature_maps=2, filters=4, masked_layers=3,
+                                                pointwise_blocks=1, tied=True),
                         unrestricted_layers=4,
                         data=DataConfig(train_fraction=0.002, batch_size=50, eval_batch_size=32),
                         # One thread: on tensors this small, intra-op threads only add overhead.
                         train=TrainConfig(epochs=1, threads=1),
                         eval=EvalConfig(iw_samples=4, iw_chunk=2, max_examples=40, mi_pool="batch")),
     "cpu": ImageScale((16, 32, 32), hidden=450, latent=64, flow_steps=4, flow_width=320,
-                      pixelcnn=PixelCNNConfig(), unrestricted_layers=15,
+                      kingma_latent=32, kingma_flow_steps=8, kingma_flow_width=480,
+                      pixelcnn=PixelCNNConfig(tied=True), unrestricted_layers=15,
                       data=DataConfig(batch_size=100, eval_batch_size=32),
                       train=TrainConfig(epochs=10),
                       eval=EvalConfig(iw_samples=128, iw_chunk=16, max_examples=2000, mi_pool="batch")),
     "paper": ImageScale((16, 32, 32), hidden=450, latent=64, flow_steps=4, flow_width=640,
-                        pixelcnn=PixelCNNConfig(), unrestricted_layers=15,
+                        kingma_latent=32, kingma_flow_steps=8, kingma_flow_width=1920,
+                        pixelcnn=PixelCNNConfig(tied=True), unrestricted_layers=15,
                         data=DataConfig(batch_size=100, eval_batch_size=32),
                         train=TrainConfig(epochs=1000, early_stop_patience=50),
                         eval=EvalConfig(iw_samples=4096, iw_chunk=64, mi_pool="batch")),
@@ -156,13 +173,17 @@ TEXT_SCALES = {
                        train=TrainConfig(epochs=40, early_stop_patience=5),
                        eval=EvalConfig(iw_samples=500, iw_chunk=100, mi_pool="batch")),
 }
-IMAGE_OPTIM = OptimConfig(lr=2e-3, grad_clip=None)    # the card's rate (Adamax there)
+IMAGE_OPTIM = OptimConfig(name="adamax", lr=2e-3, grad_clip=None, polyak=0.998)   # the paper's
+# The IAF paper's MNIST network layout (`repro.nn.images`) and its IAF stabilisers.
+APPENDIX_B = {"between_strided": 1, "shortcut": "conv"}
+STABILISED = {"weight_norm": True, "output_scale": 0.1}
 TEXT_OPTIM = OptimConfig(lr=1e-3, grad_clip=5.0)
 
 
-def _flows(row: Row, steps: int, width: int) -> tuple[AFPriorConfig, IAFConfig]:
+def _flows(row: Row, steps: int, width: int, stabilised: bool = False) -> tuple[AFPriorConfig, IAFConfig]:
     prior = AFPriorConfig(steps=steps, hidden_sizes=(width, width)) if row.prior == "af" else AFPriorConfig()
-    iaf = IAFConfig(steps=steps, hidden_sizes=(width, width)) if row.posterior == "iaf" else IAFConfig()
+    iaf = (IAFConfig(steps=steps, hidden_sizes=(width, width), **(STABILISED if stabilised else {}))
+           if row.posterior == "iaf" else IAFConfig())
     return prior, iaf
 
 
@@ -172,10 +193,15 @@ def image_model(row: Row, s: ImageScale):
         pixelcnn = replace(pixelcnn, masked_layers=s.unrestricted_layers)
     if row.prior is None:
         return PixelCNNLMConfig(pixelcnn=replace(pixelcnn, feature_maps=0))
-    prior, iaf = _flows(row, s.flow_steps, s.flow_width)
-    return ImageVLAEConfig(latent_size=s.latent, channels=s.channels, hidden_size=s.hidden,
+    if row.decoder == "factorised":
+        latent, steps, width = s.kingma_latent, s.kingma_flow_steps, s.kingma_flow_width
+    else:
+        latent, steps, width = s.latent, s.flow_steps, s.flow_width
+    prior, iaf = _flows(row, steps, width, stabilised=True)
+    return ImageVLAEConfig(latent_size=latent, channels=s.channels, hidden_size=s.hidden,
                            decoder="factorised" if row.decoder == "factorised" else "pixelcnn",
-                           pixelcnn=pixelcnn, prior=prior, iaf=iaf)
+                           pixelcnn=pixelcnn, prior=prior, iaf=iaf,
+                           free_bits=pixel_free_bits(latent), **APPENDIX_B)
 
 
 def text_model(row: Row, s: TextScale):

@@ -1,33 +1,36 @@
 """Goyal et al. 2017, Z-Forcing: a stochastic RNN whose per-step latents are made to predict the
 state of a backward RNN, so that they carry information about the future.
 
-Implementation details (what we do; where the paper card, `shared/papers/goyal2017_zforcing.md`,
-or the co-author code it cites, `sordonia/zforcing` `model.py` / `train_*.py`, says so):
+Implementation details (what we do; where the paper, or the co-author code `sordonia/zforcing`
+`model.py` / `train_*.py`, says so):
 
 - Time steps (`steps.py`): step t reads x_{t-1} and predicts x_t (the code's `x`/`y`). Text:
   one word per step, `<eos>` included, PTB sentences one at a time. Sequential MNIST: the
   binarised image in raster order, `pixels_per_step` pixels per step (1 in `paper`: "pixel by
-  pixel", card), Bernoulli outputs.
+  pixel", paper), Bernoulli outputs.
 - Backward RNN: an LSTM over the targets from each sequence's own end, so its state b_t
-  summarises x_t .. x_T and nothing past the end (card: "a backward RNN ... summarises the
-  future"; code `bwd_pass`). It shares the input embedding with the forward RNN (code
+  summarises x_t .. x_T and nothing past the end (paper: the backward RNN summarises the
+  future; code `bwd_pass`). It shares the input embedding with the forward RNN (code
   `emb_mod`).
 - Forward RNN: an LSTM whose step-t input is [embed(x_{t-1}), W z_t] (code `gen_mod`, a linear
   map of z_t); its state h_t predicts x_t, so z_t conditions the output at step t and every
-  later step (card), through h_t only (code `fwd_out_mod(h)`).
+  later step (paper), through h_t only (code `fwd_out_mod(h)`).
 - Prior p(z_t | h_{t-1}) and posterior q(z_t | h_{t-1}, b_t): diagonal Gaussians from one-hidden-
-  layer MLPs (card; code `pri_mod`, `inf_mod`); h_{t-1} carries z_{<t}, so q is autoregressive
+  layer MLPs (paper; code `pri_mod`, `inf_mod`); h_{t-1} carries z_{<t}, so q is autoregressive
   in time and sampling it is a loop over steps. h_{-1} = 0 (code `init_hidden`).
 - Auxiliary cost: -log N(b_t; tanh(mu), exp(logvar)) with (mu, logvar) from an MLP of z_t
-  (`aux_input="z"`, the paper's equation, card pitfall) or of [h_{t-1}, z_t] (`"hz"`, the code's
-  default); b_t is detached, a target only (card; code `b_step.detach()`). Summed over b's
-  dimensions and the steps.
-- Every Gaussian's (mu, logvar) is clamped to [-8, 8] (card; code `torch.clamp`), and the MLPs'
+  (`aux_input="z"`, the paper's equation) or of [h_{t-1}, z_t] (`"hz"`, the code's default; the
+  authors report no significant difference, `sordonia/zforcing` issue #1); b_t is detached, a
+  target only (paper; code `b_step.detach()`). Summed over the steps; over b's dimensions summed
+  (`aux_reduction="sum"`, the code's `log_prob_gaussian(mean=False)`) or averaged (`"mean"`,
+  its `mean=True`), which keeps the cost's scale independent of `hidden_size` (the presets'
+  choice, reasoned in `presets.py`).
+- Every Gaussian's (mu, logvar) is clamped to [-8, 8] (code `torch.clamp`), and the MLPs'
   activation is a leaky ReLU of slope 1/3 clamped to [-3, 3] (code `LReLU`).
 - Loss per sequence: -log p(x|z) + kl_weight * KL + aux_weight * aux NLL, at one posterior path
-  (card, "Training schedule"). KL weight min(1, 0.2 + 5e-5 * step) with KL annealing, 1 without
-  (card: "starts at 0.2 and grows by 5e-5 per step"); aux weight linear from `aux_start` to
-  `aux_end` over `aux_warmup_steps` (card: two epochs for Blizzard, 5e-5 per step for TIMIT).
+  (code `train_blizzard.py`). KL weight min(1, 0.2 + 5e-5 * step) with KL annealing, 1 without
+  (code `kla_sta`, `kld_step`); aux weight linear from `aux_start` to `aux_end` over
+  `aux_warmup_steps` (code: two epochs for Blizzard, 5e-5 per step for TIMIT).
 - KL: sum over steps of the analytic KL(q(z_t | h_{t-1}, b_t) || p(z_t | h_{t-1})), with h
   along a path z ~ q: the usual stochastic-RNN estimate, unbiased for the sequence KL
   E_q[log q(z|x) - log p(z)]; `kl(n_samples)` averages n paths (`eval.mc_samples`).
@@ -39,7 +42,7 @@ or the co-author code it cites, `sordonia/zforcing` `model.py` / `train_*.py`, s
   `x_mask`. Unlike a masked density, this keeps every sequence of a batch in one (T, d) space:
   the batch MI pool scores z_i under q(.|x_j), and a masked q would favour shorter x_j.
 - LSTM baseline (`SequenceLM`): the same embedding, LSTM and output layer without z, scored
-  by its exact likelihood (card: "compare with an LSTM LM of the same size").
+  by its exact likelihood, the baseline a stochastic RNN is read against.
 
 Evaluation (`repro.evaluate`, one protocol for every paper) through the shared interface:
 `posterior(batch)` is a `StepPosterior`, not a fixed Gaussian (q(z_t) depends on z_{<t}): its
@@ -58,8 +61,9 @@ Deviations from the paper and the code:
   offers a conditional layer norm (`--cond_ln`) and skips batches with KL >= 1e4 or a NaN loss;
   we implement none of them. `train/kl_skip_rate` logs the share of batches the code would have
   skipped; a NaN stops our run (trainer guard).
-- Adam's epsilon is PyTorch's 1e-8, not the code's 1e-5 (the shared `OptimConfig` has no eps).
-- Sizes, schedules, data and every reduction: `presets.py`.
+- The code's best-validation bookkeeping resets every epoch, so it saves (and later scores) the
+  last epoch's model; we score the best validation epoch's, as for every paper here.
+- Sizes, schedules, the learning-rate rule, data and every reduction: `presets.py`.
 """
 from __future__ import annotations
 
@@ -99,6 +103,10 @@ class ZForcingConfig(ModelConfig):
     aux_end: float = bounded(0.0, lo=0.0)            # code `aux_end`; 0 and 0: no auxiliary cost
     aux_warmup_steps: int = bounded(0, lo=0)         # updates from aux_start to aux_end
     aux_input: str = bounded("z", choices=("z", "hz"))  # paper: z_t; code default: [h_{t-1}, z_t]
+    # How the auxiliary NLL reduces over b_t's `hidden_size` dimensions: "sum" (the code's
+    # `log_prob_gaussian(mean=False)`) or "mean" (its `mean=True`), which keeps the cost's
+    # scale, and so what `aux_end` means, independent of the LSTM size (presets.py).
+    aux_reduction: str = bounded("sum", choices=("sum", "mean"))
     param_clamp: float = bounded(8.0, lo=0.0)        # Gaussian parameters clamped to +-this
 
 
@@ -255,7 +263,8 @@ class ZForcing(LatentVariableModel):
         head_in = z if self.cfg.aux_input == "z" else torch.cat([h_prev, z], -1)
         mu, logvar = self._gaussian(self.aux_net(head_in))
         # b_t is only a target here: the cost moves z_t towards b_t, never b_t towards z_t.
-        return -log_normal(wide(future.detach()), torch.tanh(mu), logvar).sum(-1)
+        nll = -log_normal(wide(future.detach()), torch.tanh(mu), logvar)
+        return nll.mean(-1) if self.cfg.aux_reduction == "mean" else nll.sum(-1)
 
     def aux_cost(self, ctx: Context, z: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """The auxiliary NLL of one path, z `(B, T, d)` and its forward states `(B, T, H)`,

@@ -41,10 +41,12 @@ where the card (`shared/papers/xie2017_noising.md`) or the reference code says s
   per row-window, not per sentence, and is not reported in the table.
 
 Deviations (sizes, epochs and values not retrieved are in `presets.py`):
-- The LR schedule halves the rate after an epoch without a new best validation PPL (as the
-  code) but does not restore the best checkpoint when it does, and training stops after
-  `early_stop_patience` epochs in a row without improvement instead of after the 9th decay: the
-  shared trainer has neither rule. Test uses the best-validation checkpoint, as the code.
+- None in the LR schedule: after an epoch without a new best validation PPL the rate is
+  halved and the best epoch's parameters restored, and training stops after the 9th decay
+  (`lm.py`; `optim.plateau_restores_best`, `train.stop_after_decays` in the presets). `lm.py`'s
+  `tf.train.Saver` also restores the optimiser's variables with the parameters; SGD has none,
+  and the trainer restores the optimiser state too, so an Adam override behaves as the code's
+  `--optimizer adam` would. Test uses the best-validation checkpoint, as the code.
 - Validation runs at batch 1 (the exact stream PPL), not at the training shape 20 x 35.
 - The softmax has 10,003 outputs, the code's 10,001 plus our vocabulary's `<pad>` and `<bos>`,
   which never occur in a stream (PTB's own `<unk>` is our `<unk>`).

@@ -19,14 +19,16 @@ says so -- every card entry here is tagged "unverified (memory)" unless stated):
   way as the CNN's, appended to every input (`z_mode="input"`, ours: the card does not say).
 - LM rows: LSTM-LM (`repro.models.LSTMLM`) and CNN-LM (the CNN decoder without z, one per
   dilation configuration), scored by their exact likelihood.
-- "+ init": the encoder is initialised from a pretrained language model (card). We do it
-  inside the run: for the first `encoder_init_epochs` epochs the encoder's embedding and LSTM
-  are trained as a left-to-right LM (`<bos> w..` -> `w.. <eos>`) through a softmax head used
-  only then; afterwards the VAE objective takes over, its KL schedule starting from 0 at the
-  first VAE update. `build` turns epochs into updates from the train split's batch count, so
-  the switch falls on an epoch boundary and the epoch averages of `train/*` are never mixed.
-- KL weight annealed linearly from 0 to 1 (card: "from a small value to 1"); the warm-up length
-  is ours (presets). Adam (card); dropout on the decoder (card; the rate is ours), on its
+- "+ init": the encoder is initialised from a separately trained language model (the paper). The
+  LM is its own run, the `lstm-lm` row of the same preset and seed (`model.encoder_init_lm`),
+  trained to its best validation checkpoint like every row; a "+ init" run starts by copying
+  that checkpoint's embedding and LSTM into its encoder (`initialise_encoder`, before the first
+  update), while the Gaussian head and the decoder start from their random initialisation and
+  the optimiser from a fresh state. The LM's sizes match the encoder's in every preset, and its
+  vocabulary is checked to be the run's. Without that finished run the "+ init" run stops at
+  once and names the `repro train` command to run first.
+- KL weight annealed linearly to 1 (the paper, from memory: "from a small value to 1"); the
+  start and length are the presets' choices. Adam (card); dropout on the decoder (card; the rate is ours), on its
   embeddings and top states; early stopping on the validation ELBO in `paper` (card), and the
   best-validation checkpoint is the one tested.
 - Evaluation: the paper's NLL is the single-sample negative ELBO (card: He et al. print it with
@@ -34,10 +36,8 @@ says so -- every card entry here is tagged "unverified (memory)" unless stated):
   say whether the paper does). We also report IW-NLL, MI and active units for every latent row.
 
 Deviations from the paper:
-- "+ init" is one run with one optimiser: the LM phase lasts a fixed number of epochs instead
-  of a separately trained LM to convergence, Adam's moments carry over into the VAE phase, the
-  LM head stays in the checkpoint, and validation during the LM epochs scores the VAE bound of
-  a still untrained decoder (only checkpoint selection sees it, and the VAE epochs beat it).
+- "+ init" LM: trained for the `lstm-lm` row's epochs (with its early stopping in `paper`),
+  where the paper says only "pretrained"; its dropout is the LM row's.
 - The CNN decoder replaces `TextVAE`'s LSTM decoder after construction, so `decoder_hidden` is
   the CNN's channel width in `CNNVAEConfig` and an unused LSTM is built and dropped at start-up.
 - Sizes, schedule lengths, epochs, data and the PTB dilation sets: see `presets.py`.
@@ -46,20 +46,20 @@ Deviations from the paper:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from repro.config import ConfigError, ModelConfig, bounded
 from repro.models import CNNLM, LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
 from repro.nn.cnn import DilatedCNNDecoder
-from repro.nn.text import OutputLayer
-from repro.train import updates_per_epoch
+from repro.train import TrainError, load_checkpoint, run_dir_for
 
 
 @dataclass
 class LSTMVAEConfig(TextVAEConfig):
-    encoder_init_epochs: int = bounded(0, lo=0)      # "+ init": LM epochs before the VAE's
+    # "+ init": the variant of this paper whose finished run (same runs folder, preset and seed)
+    # gives the encoder its embedding and LSTM; None starts the encoder from scratch.
+    encoder_init_lm: str | None = None
 
 
 @dataclass
@@ -81,42 +81,17 @@ class CNNLMConfig(ModelConfig):
     dropout: float = bounded(0.0, lo=0.0, hi=1.0)
 
 
-class LSTMVAE(TextVAE):
-    """`TextVAE` with the paper's "+ init": the first `init_steps` updates train the encoder's
-    embedding and LSTM as a language model, the rest the VAE objective."""
-
-    def __init__(self, cfg: LSTMVAEConfig, vocab, init_steps: int = 0):
-        super().__init__(cfg, vocab)
-        self.init_steps = init_steps
-        # Created from the config alone, so checkpoints load into a model built for evaluation.
-        self.encoder_lm_out = (OutputLayer(cfg.encoder_hidden, len(vocab))
-                               if cfg.encoder_init_epochs else None)
-
-    def encoder_lm_log_likelihood(self, batch) -> torch.Tensor:
-        """log p(x) of the encoder read as an LSTM language model, `(B,)`."""
-        hidden, _ = self.encoder.lstm(self.encoder.embed(batch.inputs))
-        return self.encoder_lm_out(hidden, batch.targets, batch.target_mask)
-
-    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
-        if step < self.init_steps:
-            nll = -self.encoder_lm_log_likelihood(batch).mean()
-            return {"loss": nll, "encoder_lm_nll": nll}
-        return super().loss(batch, step - self.init_steps)
-
-
-class CNNVAE(LSTMVAE):
+class CNNVAE(TextVAE):
     """The LSTM-VAE with its decoder swapped for a causal dilated CNN."""
 
-    def __init__(self, cfg: CNNVAEConfig, vocab, init_steps: int = 0):
+    def __init__(self, cfg: CNNVAEConfig, vocab):
         if cfg.z_mode != "input":
             raise ConfigError(f"model.z_mode={cfg.z_mode!r}: the CNN decoder takes z at its "
                               "input (z_mode='input'); set z_every_layer to add it to every block")
-        super().__init__(cfg, vocab, init_steps)
+        super().__init__(cfg, vocab)
         self.decoder = DilatedCNNDecoder(
             len(vocab), cfg.embed_size, cfg.decoder_hidden, cfg.bottleneck, cfg.dilations,
             cfg.kernel_size, cfg.latent_size, cfg.z_every_layer, cfg.decoder_dropout)
-
-
 
 
 def build(cfg, corpus):
@@ -125,5 +100,42 @@ def build(cfg, corpus):
         return CNNLM(m, corpus.vocab)
     if isinstance(m, LSTMLMConfig):
         return LSTMLM(m, corpus.vocab)
-    model_cls = CNNVAE if isinstance(m, CNNVAEConfig) else LSTMVAE
-    return model_cls(m, corpus.vocab, m.encoder_init_epochs * updates_per_epoch(cfg, corpus))
+    return (CNNVAE if isinstance(m, CNNVAEConfig) else TextVAE)(m, corpus.vocab)
+
+
+def encoder_init_run(cfg, run_dir: Path) -> Path:
+    """The folder of the LM run that "+ init" reads: `model.encoder_init_lm` at `cfg`'s preset
+    and seed, in the runs folder that holds `run_dir`."""
+    runs_root = Path(run_dir).parents[3]     # <root>/<paper>/<variant>/<preset>/seed<k>
+    return run_dir_for(replace(cfg, variant=cfg.model.encoder_init_lm), runs_root)
+
+
+def initialise_encoder(model: TextVAE, cfg, run_dir: Path) -> None:
+    """`Variant.initialise` of the "+ init" rows: copy the embedding and LSTM of the finished
+    LM run (`encoder_init_run`), from its best-validation checkpoint, into `model.encoder`.
+    The LM's `decoder.embed` / `decoder.lstm` are the encoder's `embed` / `lstm` in shape and
+    role (a left-to-right LSTM over the sentence's words); everything else keeps its init."""
+    lm_variant = cfg.model.encoder_init_lm
+    if lm_variant is None:
+        return
+    lm_dir = encoder_init_run(cfg, run_dir)
+    command = (f"repro train {cfg.paper} {lm_variant} --preset {cfg.preset} --seed {cfg.seed} "
+               f"--runs-dir {Path(run_dir).parents[3]}")
+    if not (lm_dir / "record.json").is_file() or not (lm_dir / "best.pt").is_file():
+        raise TrainError(f"{cfg.paper}/{cfg.variant} starts its encoder from a finished "
+                         f"{lm_variant} run, and {lm_dir} holds none: run `{command}` first")
+    if (lm_dir / "vocab.json").read_text() != model.vocab.to_json():
+        raise TrainError(f"{lm_dir} was trained on another vocabulary than this run's data "
+                         f"(data.* overrides?): retrain it with `{command}` and the same overrides")
+    weights = load_checkpoint(lm_dir / "best.pt", next(model.parameters()).device)
+    try:
+        model.encoder.embed.load_state_dict(_prefixed(weights, "decoder.embed."))
+        model.encoder.lstm.load_state_dict(_prefixed(weights, "decoder.lstm."))
+    except RuntimeError as err:   # shapes: model.* overrides the LM run was not trained with
+        raise TrainError(f"{lm_dir}'s LSTM LM does not fit this encoder "
+                         f"({str(err).splitlines()[-1].strip()}): retrain it with `{command}` "
+                         "and the same sizes") from None
+
+
+def _prefixed(weights: dict, prefix: str) -> dict:
+    return {name[len(prefix):]: tensor for name, tensor in weights.items() if name.startswith(prefix)}

@@ -45,5 +45,9 @@ PAPER = register_paper(Paper(
            "perplexity (posterior z, KL left out), not a bound; `ppl`/`nll` are the IW bound (exact "
            "for the baseline), with kgCVAE's decoder fed its predicted act. BLEU is Zhao's sentence "
            "BLEU (method7) over N = 10 prior samples, precision = mean, recall = max, single "
-           "reference; samples are in each run's `dialog_samples.txt`."),
+           "reference; samples are in each run's `dialog_samples.txt`. The paper's BLEU is "
+           "multi-reference (precision = mean over samples of the best reference, recall = mean "
+           "over references of the best sample; `repro.bleu.zhao_bleu` computes it), against a "
+           "reference set for the SwDA test split that is not in the shared data: its reprinted "
+           "baseline BLEU is not on our scale, on any dataset."),
 ))

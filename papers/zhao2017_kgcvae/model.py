@@ -53,8 +53,15 @@ Evaluation (METRICS.md sections 1-8; the dialog metrics are `repro.dialog.dialog
   predicted with each prior sample against the annotation.
 
 Deviations from the paper:
-- Single-reference BLEU (the multi-reference set is not available: card), so the BLEU numbers
-  are not on the paper's scale. `<unk>` counts as a word in BLEU.
+- Single-reference BLEU, so the BLEU numbers are not on the paper's scale. The paper scores
+  against several references per context, collected for its SwDA test set and released as
+  `data/test_multi_ref.json` (aligned with the test dialogs, its authors say in the repository's
+  issue #12; the code never reads it). That file is not in the shared data store, whose SwDA
+  test split gives one reference (the next turn) for each of its 5,481 contexts, and no SwDA
+  train split is there to train on. `repro.bleu.zhao_bleu` implements the multi-reference form
+  (precision = mean over samples of the best reference, recall = mean over references of the
+  best sample), which equals the code's single-reference form for one reference. `<unk>`
+  counts as a word in BLEU.
 - DailyDialog (4 acts) stands in for Switchboard (42 acts) in the `smoke` and `cpu` presets;
   the first turn of a dialog is context only (the code prepends a `<s> <d> </s>` turn, so its
   first turn is also a response).
