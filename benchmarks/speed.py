@@ -1,6 +1,7 @@
 """Training and evaluation speed on this machine, measured side by side in one run.
 
-    REPRO_DATA_DIR=... python benchmarks/speed.py [--threads 1] [--updates 120] [--bf16] ...
+    REPRO_DATA_DIR=... python benchmarks/speed.py [--threads 1] [--updates 120] [--bf16] \
+        [--json FILE] ...
 
 Prints one table (benchmarks/README.md keeps the latest, with its command and the load):
 
@@ -15,6 +16,10 @@ Prints one table (benchmarks/README.md keeps the latest, with its command and th
    number of updates from the same initialisation, interleaved in blocks so all see the same
    machine load; tokens/s, achieved GFLOP/s and validation negative ELBO after the updates;
 4. our trainer at 1 torch thread against one per core, alternated in one process;
+4b. the trainer's defaults (`train.precision=auto`, `train.threads` unset: the precision
+   `repro.precision` picks for these shapes, the thread probe inside the timed updates) against
+   the same trainer at fp32 on all of torch's threads, interleaved, with the validation bound of
+   each after the same updates;
 5. IW-NLL at K = `--iw-samples` on the first `--eval-sentences` PTB test sentences through
    `repro.evaluate.evaluate`, interleaved batch by batch with He et al.'s loop (one sentence at
    a time, full logits, cross-entropy per sample chunk); the full test set's time is
@@ -25,6 +30,14 @@ Prints one table (benchmarks/README.md keeps the latest, with its command and th
    (per-tensor Adam, `.item()` every batch, equal-length batches) and by our inner loop,
    interleaved; the CNN VAE's IW-NLL one sentence at a time (He et al.'s evaluation batch) and
    batched through `evaluate`, with peak memory from a fresh process.
+
+`--json FILE` writes every row beside the table, with the CPU model and ISA flags
+(/proc/cpuinfo), torch's version, the load average before and after, and what `auto` picked and
+why. `--device cuda` runs the ceilings, the Bowman training rows (reference, ours, `auto`) and
+the VAE IW-NLL rows on the GPU (`--model-size he` for He et al.'s 512/1024/1024/32), skipping the
+rows about CPU threads, CPU Adam kernels, RSS and the other decoders; where no CUDA device is
+visible it stops with an error, so no CPU numbers pass for CUDA ones. (Written without a GPU at
+hand: its first run is also its test.)
 
 Every timing is wall clock and CPU time of this process: on a machine shared with other jobs the
 CPU time (at 1 thread) is the steadier measure of the work done, the wall clock what a user waits.
@@ -37,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -51,20 +65,42 @@ from torch import nn
 from repro.config import DataConfig, OptimConfig, RunConfig
 from repro.data import load_corpus
 from repro.data.text import bucketed_batches
+from repro import precision
 from repro.evaluate import evaluate
 from repro.models import LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
-from repro.train import autocast, build_optimizer
+from repro.train import ThreadChoice, autocast, build_optimizer
+
+
+# Where the rows run (`--device`); batches are built on the CPU and moved there.
+DEVICE = torch.device("cpu")
+# --model-size: Bowman et al.'s sizes (TextVAEConfig's defaults) or He et al. 2019's.
+MODEL_SIZES = {"bowman": {}, "he": {"embed_size": 512, "encoder_hidden": 1024,
+                                    "decoder_hidden": 1024, "latent_size": 32}}
+MODEL_SIZE = "bowman"
+
+
+def vae_config() -> TextVAEConfig:
+    return TextVAEConfig(**MODEL_SIZES[MODEL_SIZE])
+
+
+def sync() -> None:
+    """Wait for the device's queued work, so a clock read after it counts that work."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 # ---------------------------------------------------------------- machine ceilings
 
 def matmul_gflops(m: int, k: int, n: int, dtype: torch.dtype, repeats: int) -> float:
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    a = torch.randn(m, k, device=DEVICE).to(dtype)
+    b = torch.randn(k, n, device=DEVICE).to(dtype)
     torch.mm(a, b)
+    sync()
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * m * k * n / best / 1e9
 
@@ -145,7 +181,8 @@ class ReferenceVAE(nn.Module):
 
     def encode(self, targets, num_targets):
         out, _ = self.enc_lstm(self.enc_embed(targets))
-        return self.to_gaussian(out[torch.arange(len(targets)), num_targets - 1]).chunk(2, -1)
+        rows = torch.arange(len(targets), device=targets.device)
+        return self.to_gaussian(out[rows, num_targets - 1]).chunk(2, -1)
 
     def reconstruction(self, inputs, targets, z):
         """`z (B, d)` -> -log p(x|z) per sentence `(B,)` over the full-vocabulary logits."""
@@ -190,28 +227,41 @@ class OurTrainer:
     """The inner loop of `repro.train._fit`: the trainer's optimiser, bucketed batches, autocast,
     no host read-back inside the loop."""
 
-    def __init__(self, model, corpus, cfg: RunConfig, bf16: bool):
-        self.model, self.cfg, self.bf16 = model, cfg, bf16
+    def __init__(self, model, corpus, cfg: RunConfig, bf16: bool, threads: int | None = None,
+                 probe=None):
+        self.model, self.cfg, self.bf16 = model.to(DEVICE), cfg, bf16
+        # `threads`: set before each block, as the trainer holds its count for an epoch;
+        # `probe`: the trainer's thread probe (`repro.train.ThreadChoice`), then its choice.
+        self.threads, self.probe = threads, probe
         self.optimizer = build_optimizer(cfg, model)
         self.batches = endless(lambda e: corpus.batches("train", cfg.data.batch_size, shuffle=True,
                                                         seed=cfg.seed, epoch=e))
         self.step, self.tokens, self.seconds, self.cpu_seconds, self.sums = 0, 0, 0.0, 0.0, {}
 
     def run(self, updates: int):
+        if self.threads:
+            torch.set_num_threads(self.threads)
         start, cpu_start = time.perf_counter(), time.process_time()
-        device = torch.device("cpu")
+        device = DEVICE
         for _ in range(updates):
             batch = next(self.batches)
+            self.tokens += int(batch.num_targets.sum())    # on the host: no device sync
+            batch = batch.to(device)
+            timing = self.probe.before_update() if self.probe else None
             with autocast(device, self.bf16):
                 terms = self.model.loss(batch, self.step)
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
             self.optimizer.step()
+            if timing is not None:
+                self.probe.after_update(timing, batch)
+                if self.probe.chosen is not None:
+                    self.threads = self.probe.chosen
             self.step += 1
             for key, value in terms.items():
                 self.sums[key] = self.sums.get(key, 0.0) + value.detach().float()
-            self.tokens += int(batch.num_targets.sum())
+        sync()
         self.seconds += time.perf_counter() - start
         self.cpu_seconds += time.process_time() - cpu_start
 
@@ -233,14 +283,14 @@ def run_interleaved(trainers, updates: int, block: int) -> None:
 def validation_elbo(model: TextVAE, corpus, sentences: int | None) -> float:
     split = corpus.split("valid")
     split = split.subset(sentences) if sentences else split
-    result = evaluate(model, bucketed_batches(split, 64, corpus.vocab, shuffle=False),
+    result = evaluate(model.to(DEVICE), bucketed_batches(split, 64, corpus.vocab, shuffle=False),
                       ("elbo",), iw_samples=1, iw_chunk=1, seed=0)
     return result.metrics["elbo"]
 
 
 def bench_training(corpus, args) -> list[dict]:
     torch.manual_seed(args.seed)
-    cfg = RunConfig(paper="bench", variant="vae", model=TextVAEConfig(), preset="bench", seed=args.seed,
+    cfg = RunConfig(paper="bench", variant="vae", model=vae_config(), preset="bench", seed=args.seed,
                     data=DataConfig(), optim=OptimConfig())
     ours = TextVAE(cfg.model, corpus.vocab)
     init = copy.deepcopy(ours)
@@ -263,11 +313,63 @@ def bench_training(corpus, args) -> list[dict]:
     return rows
 
 
+def bench_auto(corpus, args) -> tuple[list[dict], dict]:
+    """The trainer's defaults (`train.precision=auto`, `train.threads` unset) against fp32 at all
+    of torch's threads: same initialisation, same batches, interleaved blocks. The precision is
+    `repro.precision.resolve` at this model's shapes (timed, or read from the user cache); the
+    thread probe (8 updates alternating 1 thread and all, after one untimed) runs inside the auto
+    trainer's updates, as at the start of a training epoch, so its cost is in the row."""
+    torch.manual_seed(args.seed)
+    cfg = RunConfig(paper="bench", variant="vae", model=vae_config(), preset="bench", seed=args.seed,
+                    data=DataConfig(), optim=OptimConfig())
+    model = TextVAE(cfg.model, corpus.vocab)
+    init = copy.deepcopy(model)
+    all_threads = torch.get_num_threads()
+    rows, size, steps = precision.typical_batch(
+        corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed))
+    products = precision.model_products(model, rows, size, steps)
+    cached = precision.cache_path().is_file()
+    start = time.perf_counter()
+    choice = precision.resolve("auto", DEVICE, products)
+    resolve_s = time.perf_counter() - start
+    probe = ThreadChoice(None, DEVICE).epoch_probe()
+    torch.set_num_threads(all_threads)
+    reference = PlainTrainer(ReferenceVAE.from_textvae(init), corpus, cfg.data.batch_size,
+                             cfg.optim.lr, cfg.optim.grad_clip, args.seed)
+    reference.threads = all_threads
+    contenders = {f"reference loop (fp32), {all_threads} threads": reference,
+                  f"fp32, {all_threads} threads": OurTrainer(model, corpus, cfg, bf16=False, threads=all_threads),
+                  "auto": OurTrainer(copy.deepcopy(init), corpus, cfg, bf16=choice.precision == "bf16",
+                                     probe=probe)}
+    run_interleaved(contenders.values(), args.updates, args.block)
+    if probe:
+        probe.finish()     # a run shorter than the probe chooses from what it timed
+    torch.set_num_threads(all_threads)
+    out = []
+    for name, trainer in contenders.items():
+        tokens_s = trainer.tokens / trainer.seconds
+        ours = trainer.model.to_textvae(init) if isinstance(trainer.model, ReferenceVAE) else trainer.model
+        out.append({"name": f"train VAE ({MODEL_SIZE} sizes), "
+                            + (name if name.startswith("reference") else f"trainer at {name}"),
+                    "updates": args.updates + 2,
+                    "tokens/s": tokens_s, "tokens/cpu-s": trainer.tokens / trainer.cpu_seconds,
+                    "GFLOP/s": tokens_s * vae_flops_per_token(ours) * 3 / 1e9,
+                    "seconds": trainer.seconds,
+                    "val -ELBO": validation_elbo(ours, corpus, args.val_sentences)})
+    picked = {"precision": choice.as_dict(), "precision_products": [p.__dict__ for p in products],
+              "precision_resolve_s": resolve_s, "precision_cache_existed": cached,
+              "threads_all": all_threads, "threads_chosen": probe.chosen if probe else all_threads,
+              "threads_probe_tokens_per_s": probe.rates() if probe else {}}
+    out[-1]["name"] += (f" ({choice.precision}, {picked['threads_chosen']} thread"
+                        f"{'s' if picked['threads_chosen'] != 1 else ''} after the probe)")
+    return out, picked
+
+
 def bench_adam(corpus, args) -> list[dict]:
     """One Adam step over the Bowman-size model's parameters (random gradients): the per-tensor
     loop most code gets by default on CPU against the fused kernel the trainer uses, alternated."""
     torch.manual_seed(args.seed)
-    model = TextVAE(TextVAEConfig(), corpus.vocab)
+    model = TextVAE(vae_config(), corpus.vocab)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     optimizers = {"per-tensor loop (foreach=False)": torch.optim.Adam(model.parameters(), lr=1e-3, foreach=False),
@@ -287,7 +389,7 @@ def bench_threads(corpus, args) -> list[dict]:
     process (so both see the same load). On a machine shared with other jobs the threads of
     every OpenMP parallel region wait for each other, and the descheduled one decides."""
     torch.manual_seed(args.seed)
-    cfg = RunConfig(paper="bench", variant="vae", model=TextVAEConfig(), preset="bench", seed=args.seed,
+    cfg = RunConfig(paper="bench", variant="vae", model=vae_config(), preset="bench", seed=args.seed,
                     data=DataConfig(), optim=OptimConfig())
     trainer = OurTrainer(TextVAE(cfg.model, corpus.vocab), corpus, cfg, bf16=False)
     before, counts = torch.get_num_threads(), sorted({1, os.cpu_count() or 1})
@@ -321,7 +423,7 @@ def reference_iw_nll(ref: ReferenceVAE, batch, k: int, chunk: int) -> torch.Tens
             mu, logvar = ref.encode(targets, batch.num_targets[i:i + 1])
             std, weights = torch.exp(0.5 * logvar), []
             for _ in range(0, k, chunk):
-                eps = torch.randn(chunk, mu.shape[-1])
+                eps = torch.randn(chunk, mu.shape[-1], device=mu.device)
                 z = mu + std * eps
                 rec = ref.reconstruction(inputs.expand(chunk, -1), targets.expand(chunk, -1), z)
                 log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
@@ -356,7 +458,7 @@ def _memory_probe(kind: str, iw_chunk: int, batch_size: int, seed: int, threads:
     torch.set_num_threads(threads)
     corpus = load_corpus(DataConfig())
     torch.manual_seed(seed)
-    model = (TextVAE(TextVAEConfig(), corpus.vocab) if kind == "vae"
+    model = (TextVAE(vae_config(), corpus.vocab) if kind == "vae"
              else cnn_vae(corpus) if kind == "cnn"
              else LSTMLM(LSTMLMConfig(num_layers=2), corpus.vocab))
     batch = max(corpus.batches("test", batch_size, shuffle=False), key=lambda b: b.tokens.numel())
@@ -369,7 +471,7 @@ def peak_memory(kind: str, args):
     """`_memory_probe` in a child process running this script with `--memory-probe`."""
     command = [sys.executable, __file__, "--memory-probe", kind, "--iw-chunk", str(args.iw_chunk),
                "--eval-batch-size", str(args.eval_batch_size), "--seed", str(args.seed),
-               "--threads", str(torch.get_num_threads())]
+               "--threads", str(torch.get_num_threads()), "--model-size", MODEL_SIZE]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     peak, base, shape = json.loads(out.strip().splitlines()[-1])
     return peak, base, tuple(shape)
@@ -385,12 +487,15 @@ def bench_eval(name, model, corpus, args, ours_fn, ref_fn, flops_per_token, kind
     times, cpu = {"ours": 0.0, "reference": 0.0}, {"ours": 0.0, "reference": 0.0}
     values = {"ours": [], "reference": []}
     for batch in batches:
+        batch = batch.to(DEVICE)
         for key, fn in (("ours", ours_fn), ("reference", ref_fn)):
             start, cpu_start = time.perf_counter(), time.process_time()
             values[key].append(fn(batch))
+            sync()
             times[key] += time.perf_counter() - start
             cpu[key] += time.process_time() - cpu_start
-    memory = peak_memory(kind, args)
+    # The probe reads the process's RSS: a CPU measure only.
+    memory = peak_memory(kind, args) if DEVICE.type == "cpu" else None
     subset_tokens, full_tokens = subset.num_tokens(), split.num_tokens()
     rows = []
     for key in ("reference", "ours"):
@@ -400,7 +505,7 @@ def bench_eval(name, model, corpus, args, ours_fn, ref_fn, flops_per_token, kind
                      "GFLOP/s": subset_tokens * flops_per_token / seconds / 1e9,
                      "full test (min)": seconds / subset_tokens * full_tokens / 60,
                      "extrapolated": len(subset) < len(split),
-                     "nll": torch.cat(values[key]).mean().item(),
+                     "nll": torch.cat(values[key]).float().mean().item(),
                      "peak MiB": memory if key == "ours" else None})
     return rows
 
@@ -410,7 +515,7 @@ def bench_vae_eval(corpus, model, args):
         return evaluate(model, [batch], ("nll",), iw_samples=args.iw_samples, iw_chunk=args.iw_chunk,
                         seed=0).per_example["nll"]
 
-    ref = ReferenceVAE.from_textvae(model).eval()
+    ref = ReferenceVAE.from_textvae(model).to(DEVICE).eval()
 
     def reference(batch):
         return reference_iw_nll(ref, batch, args.iw_samples, args.iw_chunk)
@@ -458,16 +563,21 @@ class PlainTrainer:
     model (Bowman rows) or around one of ours (other decoders: then only the loop differs)."""
 
     def __init__(self, model, corpus, batch_size, lr, clip, seed):
-        self.model, self.clip, self.step = model, clip, 0
+        self.model, self.clip, self.step = model.to(DEVICE), clip, 0
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=False)
         self.batches = endless(lambda e: equal_length_batches(corpus.split("train"), batch_size,
                                                               corpus.vocab, seed, e))
         self.tokens, self.seconds, self.cpu_seconds, self.log = 0, 0.0, 0.0, []
+        self.threads = None    # set before each block when another trainer changes the count
 
     def run(self, updates: int):
+        if self.threads:
+            torch.set_num_threads(self.threads)
         start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(updates):
             batch = next(self.batches)
+            self.tokens += int(batch.num_targets.sum())
+            batch = batch.to(DEVICE)
             terms = self.model.loss(batch, self.step)
             self.optimizer.zero_grad()
             terms["loss"].backward()
@@ -475,7 +585,7 @@ class PlainTrainer:
             self.optimizer.step()
             self.step += 1
             self.log.append({k: v.item() for k, v in terms.items()})
-            self.tokens += int(batch.num_targets.sum())
+        sync()
         self.seconds += time.perf_counter() - start
         self.cpu_seconds += time.process_time() - cpu_start
 
@@ -537,11 +647,23 @@ def load_line() -> str:
     return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1/5/15 min) on {os.cpu_count()} cores"
 
 
+def machine() -> dict:
+    """What the numbers were measured on, for the JSON beside the table."""
+    return {"cpu_model": precision.cpu_model(), "isa_flags": precision.isa_flags(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "native_bf16": precision.native_bf16(torch.device("cpu")), "device": str(DEVICE),
+            "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
+            "vae_sizes": {"name": MODEL_SIZE, **dataclasses.asdict(vae_config())}}
+
+
 def print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, other_train_rows,
-                load_before, load_after, wall):
+                load_before, load_after, wall, auto_rows=(), auto=None):
     fp32_peak = max((v for k, v in ceiling.items() if k.endswith("float32")), default=math.nan)
-    print(f"\nSpeed on {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} "
-          f"torch threads; {load_before} at start, {load_after} at end; {wall:.0f} s in all.\n")
+    where = (f"{torch.cuda.get_device_name(DEVICE)} (CUDA) with " if DEVICE.type == "cuda" else "")
+    print(f"\nSpeed on {where}{os.cpu_count()} CPU cores ({precision.cpu_model()}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} torch threads, VAE at {MODEL_SIZE} sizes; {load_before} at start, "
+          f"{load_after} at end; {wall:.0f} s in all.\n")
     print("| what | wall clock | per CPU-second | vs reference (wall; CPU) | GFLOP/s, wall (share of fp32 ceiling) | notes |")
     print("| --- | --- | --- | --- | --- | --- |")
     for key, value in ceiling.items():
@@ -568,6 +690,18 @@ def print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, ot
                      " the 1-thread row")
         print(f"| {row['name']} | {row['tokens/s']:,.0f} tokens/s | {row['tokens/cpu-s']:,.0f} tokens | {ratio} | | "
               f"{row['updates']} updates each, alternating blocks of 5 |")
+    for row in auto_rows:
+        first, fp32 = auto_rows[0], auto_rows[-2]
+        ratio = (f"{row['tokens/s'] / first['tokens/s']:.2f}x; {row['tokens/cpu-s'] / first['tokens/cpu-s']:.2f}x"
+                 if row is not first else "")
+        notes = f"{row['updates']} updates each from one initialisation; val -ELBO {row['val -ELBO']:.3f}"
+        if row is auto_rows[-1]:
+            gap = abs(row["val -ELBO"] / fp32["val -ELBO"] - 1)
+            notes += (f" ({gap:.3%} from the fp32 trainer's); {row['tokens/s'] / fp32['tokens/s']:.2f}x "
+                      f"the fp32 trainer (wall); {auto['precision']['reason']}; thread probe tokens/s "
+                      + ", ".join(f"{n}: {r:,.0f}" for n, r in auto["threads_probe_tokens_per_s"].items()))
+        print(f"| {row['name']} | {row['tokens/s']:,.0f} tokens/s | {row['tokens/cpu-s']:,.0f} tokens | {ratio} | "
+              f"{row['GFLOP/s']:.0f} ({row['GFLOP/s'] / fp32_peak:.0%}) | {notes} |")
     for i, row in enumerate(eval_rows):
         ratio = ""
         if not row["name"].endswith("reference"):
@@ -609,10 +743,26 @@ def main():
     parser.add_argument("--thread-updates", type=int, default=10, help="updates per thread count")
     parser.add_argument("--adam-repeats", type=int, default=10)
     parser.add_argument("--skip", default="",
-                        help="comma list of: ceilings,adam,train,threads,vae-eval,lm-eval,other")
+                        help="comma list of: ceilings,adam,train,threads,auto,vae-eval,lm-eval,other")
+    parser.add_argument("--json", metavar="FILE", help="also write every row, the machine, the load "
+                        "and what auto picked to FILE")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the ceilings, training (reference, ours, auto) and VAE IW-NLL "
+                             "rows on the GPU; the CPU-only rows are skipped")
+    parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="bowman",
+                        help="the VAE's sizes: Bowman et al.'s (353/191/191/13) or He et al.'s "
+                             "(512/1024/1024/32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-probe", choices=("vae", "lm", "cnn"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DEVICE, MODEL_SIZE
+    MODEL_SIZE = args.model_size
+    if args.device == "cuda":
+        # A CUDA table must never hold CPU numbers: no device, no run.
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: no CUDA device is visible here (torch.cuda.is_available() "
+                         "is False); nothing was measured")
+        DEVICE = torch.device("cuda")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory_probe:
@@ -620,16 +770,19 @@ def main():
                                        args.seed, torch.get_num_threads())))
         return
     skip = set(filter(None, args.skip.split(",")))
-    started, load_before = time.time(), load_line()
+    if DEVICE.type == "cuda":    # rows about CPU threads, CPU Adam kernels and other decoders
+        skip |= {"adam", "threads", "lm-eval", "other"}
+    started, load_before, loadavg_before = time.time(), load_line(), os.getloadavg()
     corpus = load_corpus(DataConfig())
     ceiling = ceilings(args.mm_repeats) if "ceilings" not in skip else {}
     adam_rows = bench_adam(corpus, args) if "adam" not in skip else []
     train_rows = bench_training(corpus, args) if "train" not in skip else []
     thread_rows = bench_threads(corpus, args) if "threads" not in skip else []
+    auto_rows, auto = bench_auto(corpus, args) if "auto" not in skip else ([], None)
     eval_rows = []
     if "vae-eval" not in skip:
         torch.manual_seed(args.seed)
-        model = TextVAE(TextVAEConfig(), corpus.vocab)
+        model = TextVAE(vae_config(), corpus.vocab).to(DEVICE)
         eval_rows += bench_vae_eval(corpus, model, args)
     if "lm-eval" not in skip:
         eval_rows += bench_lm_eval(corpus, args)
@@ -637,8 +790,19 @@ def main():
     if "other" not in skip:
         other_train_rows, cnn_eval_rows = bench_other_decoders(corpus, args)
         eval_rows += cnn_eval_rows
+    load_after, loadavg_after, wall = load_line(), os.getloadavg(), time.time() - started
     print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, other_train_rows,
-                load_before, load_line(), time.time() - started)
+                load_before, load_after, wall, auto_rows, auto)
+    if args.json:
+        result = {"command": [os.path.relpath(__file__), *sys.argv[1:]], "machine": machine(),
+                  "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                  "load_before": load_before, "load_after": load_after,
+                  "loadavg_before": loadavg_before, "loadavg_after": loadavg_after, "wall_s": wall,
+                  "auto": auto, "ceilings_gflops": ceiling,
+                  "rows": {"adam": adam_rows, "train": train_rows, "threads": thread_rows,
+                           "auto": auto_rows, "eval": eval_rows, "other_train": other_train_rows}}
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=1, default=str)
 
 
 if __name__ == "__main__":
