@@ -60,6 +60,10 @@ class LSTMVAEConfig(TextVAEConfig):
     # "+ init": the variant of this paper whose finished run (same runs folder, preset and seed)
     # gives the encoder its embedding and LSTM; None starts the encoder from scratch.
     encoder_init_lm: str | None = None
+    # Removed: "+ init" once trained its LM for this many epochs inside the VAE's own run. Kept,
+    # fixed at 0, so records of the rows that never used it (0) still read as today's config,
+    # while a record of the old in-run "+ init" (3) reads as another config, never as today's.
+    encoder_init_epochs: int = bounded(0, lo=0, hi=0)
 
 
 @dataclass
