@@ -94,3 +94,33 @@ def test_real_run_plain_vae_collapses_and_the_remedies_keep_information_in_z():
 
 def test_real_run_inputless_vae_beats_the_inputless_lm():
     assert cpu_metrics(PAPER, "vae-inputless")["test/nll"] < cpu_metrics(PAPER, "rnnlm-inputless")["test/nll"]
+
+
+SWEPT = {"model.word_keep_rate", "model.kl.logistic_x0"}
+SWEEP_EVAL = {"eval.iw_chunk", "eval.iw_samples", "eval.max_examples", "eval.mi_au_whole_split"}
+
+
+def test_the_paper_preset_takes_the_keep_rate_and_annealing_the_sweep_selected():
+    """The rule in `presets.py`, fixed before the sweep's runs: among settings whose validation
+    KL at the tested epoch is at least 1 nat, the lowest validation negative ELBO. All six points
+    must be there, and the paper preset must hold the winner's values."""
+    import json
+    from pathlib import Path
+
+    from repro.records import record_differences
+    records = Path(__file__).resolve().parents[1] / "results" / "records" / "bowman2016"
+    points = {}
+    for path in records.glob("vae-anneal-worddrop__cpu__seed0__*.json"):
+        record = json.loads(path.read_text())
+        differences = record_differences(record) or {}
+        if not set(differences) <= SWEPT | SWEEP_EVAL or "eval.max_examples" not in differences:
+            continue
+        model = record["config"]["model"]
+        tested = next(e for e in record["history"] if e["epoch"] == record["train"]["best_epoch"])
+        points[(model["word_keep_rate"], model["kl"]["logistic_x0"])] = (record["train"]["best_val"],
+                                                                       tested["val/kl"])
+    assert set(points) == {(k, x) for k in (0.38, 0.62) for x in (1300, 2500, 5000)}
+    eligible = {setting: val for setting, (val, kl) in points.items() if kl >= 1.0}
+    keep, midpoint = min(eligible, key=eligible.get)
+    _, paper = resolve("bowman2016", "vae-anneal-worddrop", "paper")
+    assert (paper.model.word_keep_rate, paper.model.kl.logistic_x0) == (keep, midpoint)
