@@ -97,6 +97,12 @@ def _is_lock_error(err: Exception) -> bool:
     return "database is locked" in text or "database is busy" in text
 
 
+def _is_insert_race(err: Exception) -> bool:
+    """Two runs logging the same new dataset at once: both look it up, both insert, and the
+    second insert breaks the store's unique key. Sent again, the call finds the first's row."""
+    return "unique constraint failed" in str(err).lower()
+
+
 def _is_permanent(err: Exception) -> bool:
     return getattr(err, "error_code", None) in PERMANENT_ERRORS
 
@@ -297,13 +303,14 @@ class Tracker:
         self.enabled = False
 
     def _invoke(self, method: str, *args, **kwargs):
-        """One client call; SQLite writer contention between runs is waited out with backoff."""
+        """One client call; SQLite writer contention between runs (a locked store, or two runs
+        inserting the same dataset row) is waited out with backoff."""
         delay, deadline = 0.1, time.monotonic() + LOCK_RETRY_S
         while True:
             try:
                 return getattr(self._client, method)(*args, **kwargs)
             except Exception as err:  # noqa: BLE001
-                if not _is_lock_error(err) or time.monotonic() > deadline:
+                if not (_is_lock_error(err) or _is_insert_race(err)) or time.monotonic() > deadline:
                     raise
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)

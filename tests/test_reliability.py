@@ -365,6 +365,18 @@ def test_tracker_waits_out_a_locked_sqlite_store(recwarn):
     assert logged_steps(tracker) == [7] and not recwarn.list
 
 
+def test_tracker_sends_again_a_dataset_another_run_inserted_at_the_same_time(recwarn):
+    """Two concurrent runs of one experiment log the same corpus: the second insert of the
+    dataset row fails on the store's unique key; sent again, the store finds the row."""
+    from mlflow.exceptions import MlflowException
+    tracker = fake_tracker()
+    tracker._client.failures = [MlflowException(
+        "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, "
+        "datasets.digest")]
+    tracker.log_metrics({"val/elbo": 1.0}, 7)
+    assert logged_steps(tracker) == [7] and not recwarn.list
+
+
 def test_tracker_queues_calls_while_the_store_is_down_and_sends_them_in_order(recwarn):
     from mlflow.exceptions import MlflowException
     down = MlflowException("API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-batch "
