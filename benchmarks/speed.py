@@ -67,7 +67,7 @@ from repro.data import load_corpus
 from repro.data.text import bucketed_batches
 from repro import precision
 from repro.evaluate import evaluate
-from repro.models import LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
+from repro.sentence_models import LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
 from repro.train import ThreadChoice, autocast, build_optimizer
 
 

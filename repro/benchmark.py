@@ -1,9 +1,9 @@
 """The cross-method benchmark: every sentence-level latent-variable method under one protocol.
 
-A `Protocol` fixes everything the methods share: the corpus and vocabulary, the batch size,
-optimiser, number of epochs, the embedding, encoder, decoder and latent sizes, and the
-evaluation (IW-NLL with K = 500; MI pooled over the whole test set and AU over it, even where a
-reduced scale takes the bound on a prefix; AU threshold 0.01).
+A `Protocol` (`repro.protocols`) fixes everything the methods share: the corpus and vocabulary,
+the batch size, optimiser, number of epochs, the embedding, encoder, decoder and latent sizes,
+and the evaluation (IW-NLL with K = 500; MI pooled over the whole test set and AU over it, even
+where a reduced scale takes the bound on a prefix; AU threshold 0.01).
 A method takes part by setting `Variant.benchmark` in its paper package; its protocol config is
 its own preset at the protocol's scale (so its KL schedule, free bits, flows, decoder type stay
 the paper's) with the shared sizes and sections put in. `presets_for` names those configs
@@ -11,156 +11,36 @@ the paper's) with the shared sizes and sections put in. `presets_for` names thos
 and `--resume` work on them like on any other preset.
 
 Records go to `results/records/benchmark_<dataset>/<paper>/`, MLflow runs to the experiment
-`benchmark-<dataset>` with a `method` tag; `render` turns the records into
+`benchmark-<dataset>` with a `method` tag; `render_benchmark` turns the records into
 `results/benchmark_<dataset>.md` (mean ± std, 95% t-interval over seeds, Welch's t-tests with
 Holm's correction) and `write_figures` draws the rate–distortion, training and MI figures.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import statistics
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from repro.config import (DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig,
-                          SyntheticConfig, TrainConfig)
+from repro import plots
+from repro.config import ConfigError
+from repro.protocols import DATASETS, PROTOCOLS, Protocol
 from repro.records import RECORDS_DIR, describe_commits, load_records, mi_scoring, record_differences
-from repro.registry import get_paper
+from repro.registry import get_paper, load_papers
+from repro.sweep import Job
 
-DATASETS = ("ptb", "synthetic")
-SCALES = ("smoke", "cpu", "paper")
+
+
 SIGNIFICANCE = 0.05          # family-wise, per metric, after Holm's correction
 TESTED_METRICS = ("nll", "kl")
 SUMMARY_METRICS = ("nll", "ppl", "elbo", "rec", "kl", "mi", "au")
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """What every method in one benchmark table shares."""
-
-    dataset: str
-    scale: str
-    data: DataConfig
-    optim: OptimConfig
-    train: TrainConfig
-    eval: EvalConfig
-    embed_size: int
-    encoder_hidden: int
-    decoder_hidden: int          # LSTM units, or channels of a CNN decoder
-    latent_size: int             # per sentence, or per step for per-step latents (Z-Forcing)
-    reductions: str = ""         # what this scale leaves out, printed above the table
-    seeds: tuple[int, ...] = field(default=(0, 1, 2))
-
-    @property
-    def name(self) -> str:
-        return f"benchmark_{self.dataset}"
-
-    @property
-    def preset(self) -> str:
-        return f"benchmark-{self.dataset}-{self.scale}"
-
-    @property
-    def experiment(self) -> str:
-        return f"benchmark-{self.dataset}"
-
-    def shared_sizes(self) -> dict[str, int]:
-        # `hidden_size` is the one recurrent size of models without a separate encoder (LMs,
-        # Z-Forcing's forward/backward LSTMs).
-        return {"embed_size": self.embed_size, "encoder_hidden": self.encoder_hidden,
-                "decoder_hidden": self.decoder_hidden, "hidden_size": self.decoder_hidden,
-                "latent_size": self.latent_size}
-
-
-def _eval(scale: str, max_examples: int | None) -> EvalConfig:
-    if scale == "smoke":
-        return EvalConfig(iw_samples=4, iw_chunk=2, max_examples=40, mc_samples=4)
-    return EvalConfig(iw_samples=500, iw_chunk=100, mi_pool="dataset", au_threshold=0.01,
-                      max_examples=max_examples, mi_au_whole_split=True)
-
-
-PROTOCOLS: dict[tuple[str, str], Protocol] = {
-    ("ptb", "smoke"): Protocol(
-        "ptb", "smoke", DataConfig(train_fraction=0.005, max_vocab=500), OptimConfig(),
-        TrainConfig(epochs=1), _eval("smoke", None), 16, 16, 16, 4, "seconds-long, for tests"),
-    ("ptb", "cpu"): Protocol(
-        "ptb", "cpu", DataConfig(batch_size=32), OptimConfig(lr=1e-3, grad_clip=5.0),
-        TrainConfig(epochs=4), _eval("cpu", 500), 128, 256, 256, 32,
-        "4 epochs; sizes 128/256/256/32 (embedding/encoder/decoder/latent) instead of He et al.'s "
-        "512/1024/1024/32; IW-NLL (K = 500), ELBO and KL on the first 500 test sentences; MI and "
-        "AU on all 3761 (MI ceiling log 3761 = 8.2 nats), except for IAF posteriors, whose "
-        "density at every other sentence's z costs too much there: on the 500 (ceiling 6.2)"),
-    ("ptb", "paper"): Protocol(
-        "ptb", "paper", DataConfig(batch_size=32), OptimConfig(lr=1e-3, grad_clip=5.0),
-        TrainConfig(epochs=40, early_stop_patience=5), _eval("paper", None), 512, 1024, 1024, 32,
-        "He et al. 2019's sizes; the whole test set"),
-    ("synthetic", "smoke"): Protocol(
-        "synthetic", "smoke",
-        DataConfig(dataset="synthetic", batch_size=32,
-                   synthetic=SyntheticConfig(num_train=500, num_valid=50, num_test=50)),
-        OptimConfig(),
-        TrainConfig(epochs=1, max_steps=10), _eval("smoke", None), 16, 16, 16, 4,
-        "seconds-long, for tests"),
-    ("synthetic", "cpu"): Protocol(
-        "synthetic", "cpu", DataConfig(dataset="synthetic", batch_size=32), OptimConfig(),
-        TrainConfig(epochs=10), _eval("cpu", None), 64, 64, 64, 4,
-        "small LSTMs (64 units), latent 4, 10 epochs"),
-    ("synthetic", "paper"): Protocol(
-        "synthetic", "paper", DataConfig(dataset="synthetic", batch_size=16), OptimConfig(),
-        TrainConfig(epochs=50), _eval("paper", None), 50, 50, 50, 2,
-        "He et al. 2019's model on this corpus (shared/data/synthetic_he2019/SOURCE.md: embedding "
-        "50, LSTMs 50, latent 2, batch 16, 50 epochs); their decoder dropout 0.5 is not imposed"),
-}
-
-
-def protocol(dataset: str, scale: str) -> Protocol:
-    from repro.config import ConfigError
-    if (dataset, scale) not in PROTOCOLS:
-        raise ConfigError(f"no benchmark protocol for {dataset!r} at scale {scale!r}; "
-                          f"datasets: {DATASETS}, scales: {SCALES}")
-    return PROTOCOLS[(dataset, scale)]
-
-
-def with_shared_sizes(model: ModelConfig, proto: Protocol) -> ModelConfig:
-    names = {f.name for f in dataclasses.fields(model)}
-    return dataclasses.replace(model, **{k: v for k, v in proto.shared_sizes().items() if k in names})
-
-
-def protocol_config(base: RunConfig, proto: Protocol, variant) -> RunConfig:
-    """`base` (the method's own preset at the protocol's scale) under the protocol. Two
-    exceptions, declared by the variant (`registry.Variant`): per-step latents have no dataset-wide
-    aggregate posterior, so their MI is pooled per batch; a posterior whose density is costly to
-    evaluate keeps MI and AU on the bound's prefix. The table names the runs scored otherwise
-    than the rest (`_mixed_mi_scoring`)."""
-    exceptions = {}
-    if variant.latent_per_step:
-        exceptions["mi_pool"] = "batch"
-    if variant.costly_posterior_density:
-        exceptions["mi_au_whole_split"] = False
-    evaluation = dataclasses.replace(proto.eval, **exceptions)
-    return dataclasses.replace(
-        base, preset=proto.preset, model=with_shared_sizes(base.model, proto),
-        data=dataclasses.replace(proto.data), optim=dataclasses.replace(proto.optim),
-        train=dataclasses.replace(proto.train), eval=evaluation)
-
-
-def presets_for(variant) -> dict:
-    """A benchmarked variant's protocol presets, `benchmark-<dataset>-<scale>` -> config maker
-    (none for other variants). Kept apart from `variant.presets`, the paper's own."""
-    if not variant.benchmark:
-        return {}
-    return {proto.preset: (lambda proto=proto: protocol_config(variant.presets[proto.scale](), proto,
-                                                               variant))
-            for proto in PROTOCOLS.values()}
-
-
 def methods(only: list[str] | None = None) -> list[tuple[str, str]]:
     """(paper, variant) of every benchmarked variant in the registry's order, or of those named
     `paper/variant` in `only`, in the order named (so a session can run the most wanted first)."""
-    from repro.config import ConfigError
-    from repro.registry import load_papers
     every = [(p.name, v.name) for p in load_papers().values() for v in p.variants.values()
              if v.benchmark and v.runnable]
     if not only:
@@ -283,7 +163,7 @@ def _left_out(records: list[dict]) -> list[str]:
             f"{'; '.join(names)}.", ""]
 
 
-def render(dataset: str, root: Path = RECORDS_DIR) -> str:
+def render_benchmark(dataset: str, root: Path = RECORDS_DIR) -> str:
     records, others = protocol_records(dataset, root)
     lines = [f"# Benchmark: posterior collapse on {dataset}, every method under one protocol", "",
              "Generated by `repro table` from "
@@ -467,7 +347,6 @@ def datasets_with_records(root: Path = RECORDS_DIR) -> list[str]:
 def write_figures(dataset: str, out_dir: Path, root: Path = RECORDS_DIR) -> list[Path]:
     """Rate–distortion (NLL against KL), KL and AU over training, MI per method: one PNG each
     per scale, under `out_dir`."""
-    from repro import plots
     records, _ = protocol_records(dataset, root)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -511,35 +390,5 @@ def _histories(records: list[dict]) -> dict[str, list[list[dict]]]:
 # ---------------------------------------------------------------------------------- running it
 
 def jobs(proto: Protocol, seeds: list[int], only: list[str] | None, overrides: list[str]) -> list:
-    from repro.sweep import Job
     return [Job(paper, variant, proto.preset, seed, tuple(overrides))
             for paper, variant in methods(only) for seed in seeds]
-
-
-def run_from_args(args) -> int:
-    """`repro benchmark DATASET`: the sweep of every method × seed at the protocol's preset, then
-    the tables and figures, which also go to MLflow as the artifacts of a summary run."""
-    from repro import sweep, tables
-    proto = protocol(args.dataset, args.scale)
-    records = Path(args.records_dir)
-    code = sweep.run_jobs(args, lambda: jobs(proto, args.seeds or list(proto.seeds), args.methods,
-                                             args.overrides),
-                          records_root(args.dataset, records), experiment=proto.experiment,
-                          title=f"benchmark {args.dataset} ({proto.preset})")
-    if args.plan:
-        return code
-    written = tables.write_where_asked(records, args.results_dir)
-    if written and not args.no_mlflow:
-        log_summary(proto, [p for p in written if p.name.startswith(proto.name) or p.parent.name == proto.name])
-    return code
-
-
-def log_summary(proto: Protocol, paths: list[Path]) -> None:
-    """The table and figures as artifacts of one MLflow run in the benchmark's experiment."""
-    from repro.tracking import Tracker
-    tracker = Tracker()
-    tracker.start(proto.experiment, f"summary/{proto.preset}")
-    tracker.set_tags({"summary": "true", "preset": proto.preset})
-    for path in paths:
-        tracker.log_artifact(path)
-    tracker.end()

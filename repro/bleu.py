@@ -1,6 +1,6 @@
 """BLEU for dialogue responses: sacreBLEU corpus BLEU and the Zhao et al. (2017) protocol.
 
-These are different quantities (METRICS.md §8); report both, each under its own name.
+These are different quantities (docs/metrics.md §8); report both, each under its own name.
 
 * `corpus_bleu`: sacreBLEU. n-gram counts and the brevity penalty are pooled over the corpus,
   4-gram uniform weights, its own tokeniser, scale 0-100, one hypothesis per segment.
@@ -164,7 +164,7 @@ def zhao_bleu(samples: list[list[str]], references: list[str | list[str]],
     sentence BLEU with weights 1/n over orders 1..n against one reference at a time (never
     against all of a context's references at once); n = 3 is the code's (1/3, 1/3, 1/3)
     setting. The sample and reference counts belong in the metric names or the record next
-    to these numbers (METRICS.md §8).
+    to these numbers (docs/metrics.md §8).
     """
     if len(samples) != len(references):
         raise ValueError(f"{len(samples)} sample lists for {len(references)} references")

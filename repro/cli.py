@@ -6,9 +6,29 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-from repro.config import ConfigError
+import torch
+
+from repro import benchmark, lease, protocols, sweep, tables
+from repro.checkpoints import TrainError
+from repro.config import ConfigError, apply_overrides
+from repro.data import LOADERS, sources
+from repro.data.sources import DataError
+from repro.demo import run_demo
+from repro.evaluate import evaluate_corpus
+from repro.generate import format_qualitative, qualitative
+from repro.records import git_commit, record_path_for, rescore_record
+from repro.registry import get_paper, load_papers, resolve
+from repro.runs import find_runs, load_trained, render_runs
+from repro.sweep import add_arguments as add_sweep_arguments, is_finished, make_jobs, run_from_args
+from repro.tables import TableError
+from repro.tracking import Tracker, download_run, experiment_views, log_rescoring, tracking_uri
+from repro.train import train
+
+
 
 
 def _add_run_options(p: argparse.ArgumentParser, preset: bool = True) -> None:
@@ -33,7 +53,6 @@ def _add_results_dir(p: argparse.ArgumentParser) -> None:
 
 
 def write_tables(args) -> list[Path]:
-    from repro import tables
     return tables.write_where_asked(Path(args.records_dir), args.results_dir)
 
 
@@ -44,8 +63,6 @@ def _add_finish_diverged(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args) -> int:
-    from repro.data import LOADERS
-    from repro.registry import load_papers
     for name, paper in sorted(load_papers().items()):
         print(f"{name}: {paper.title}")
         for vname, var in paper.variants.items():
@@ -57,15 +74,12 @@ def cmd_list(args) -> int:
 
 
 def _config(paper: str, variant: str, preset: str, seed: int, overrides: list[str]):
-    from repro.config import apply_overrides
-    from repro.registry import resolve
     _, cfg = resolve(paper, variant, preset)
     cfg.seed = seed
     return apply_overrides(cfg, overrides)
 
 
 def _train_one(args, variant: str, seed: int):
-    from repro.train import train
     cfg = _config(args.paper, variant, args.preset, seed, args.overrides)
     result = train(cfg, runs_root=Path(args.runs_dir), records_root=Path(args.records_dir),
                    resume=args.resume, track=not args.no_mlflow, progress=not args.quiet,
@@ -85,8 +99,6 @@ def cmd_reproduce(args) -> int:
     """Each row in turn, then the tables. With --resume, a row whose record the same config
     wrote is kept as it is, as a sweep keeps it: resuming its finished checkpoint would only
     score it again and stamp the record with a commit that did not train it."""
-    from repro.records import record_path_for
-    from repro.sweep import is_finished, make_jobs
     records = Path(args.records_dir)
     for job in make_jobs(args.paper, args.variants, args.seeds, args.preset, args.overrides):
         if args.resume and is_finished(job, records):
@@ -99,36 +111,56 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from repro.sweep import run_from_args
     return run_from_args(args)
 
 
 def cmd_benchmark(args) -> int:
-    from repro.benchmark import run_from_args
-    return run_from_args(args)
+    """`repro benchmark DATASET`: the sweep of every method × seed at the protocol's preset, then
+    the tables and figures, which also go to MLflow as the artifacts of a summary run."""
+    proto = protocols.protocol(args.dataset, args.scale)
+    records = Path(args.records_dir)
+    seeds = args.seeds or list(proto.seeds)
+    code = sweep.run_jobs(args, lambda: benchmark.jobs(proto, seeds, args.methods, args.overrides),
+                          benchmark.records_root(args.dataset, records), experiment=proto.experiment,
+                          title=f"benchmark {args.dataset} ({proto.preset})")
+    if args.plan:
+        return code
+    written = tables.write_where_asked(records, args.results_dir)
+    if written and not args.no_mlflow:
+        ours = [p for p in written if p.name.startswith(proto.name) or p.parent.name == proto.name]
+        _log_benchmark_summary(proto, ours)
+    return code
+
+
+def _log_benchmark_summary(proto: protocols.Protocol, paths: list[Path]) -> None:
+    """The table and figures as artifacts of one MLflow run in the benchmark's experiment."""
+    tracker = Tracker()
+    tracker.start(proto.experiment, f"summary/{proto.preset}")
+    tracker.set_tags({"summary": "true", "preset": proto.preset})
+    for path in paths:
+        tracker.log_artifact(path)
+    tracker.end()
 
 
 def cmd_lease(args) -> int:
     """`repro lease pack DIR` / `repro lease import DIR`: the folder a GPU lease carries both ways
     (`repro.lease`); import exits 1 when it refused an item."""
-    from repro import lease
     if args.action != "sizes" and not args.dir:
         raise ConfigError(f"repro lease {args.action} needs the carry folder: repro lease {args.action} DIR")
     if args.action == "pack":
         records = Path(args.records_dir)
         if args.benchmark:
-            from repro import benchmark
-            proto = benchmark.protocol(args.benchmark, args.preset)
+            proto = protocols.protocol(args.benchmark, args.preset)
             jobs = benchmark.jobs(proto, args.seeds, None, [])
             records = benchmark.records_root(args.benchmark, records)
         else:
-            jobs = lease.jobs_for(args.paper, None, args.seeds, args.preset)
+            jobs = sweep.jobs_for(args.paper, None, args.seeds, args.preset)
         lines = lease.pack(Path(args.dir), jobs, Path(args.runs_dir), records,
                            subdir=records.relative_to(args.records_dir).as_posix())
         print("\n".join(lines))
         return 0
     if args.action == "sizes":
-        print("\n".join(lease.size_lines(lease.jobs_for(args.paper, None, args.seeds[:1], args.preset))))
+        print("\n".join(lease.size_lines(sweep.jobs_for(args.paper, None, args.seeds[:1], args.preset))))
         return 0
     lines, refused = lease.import_folder(Path(args.dir), Path(args.runs_dir), Path(args.records_dir))
     print("\n".join(lines))
@@ -136,26 +168,18 @@ def cmd_lease(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from repro.runs import find_runs, render
-    print(render(find_runs(Path(args.runs_dir))))
+    print(render_runs(find_runs(Path(args.runs_dir))))
     return 0
 
 
 def cmd_eval(args) -> int:
     if args.run_dir.startswith("runs:/"):
-        import tempfile
 
-        from repro.tracking import download_run
         with tempfile.TemporaryDirectory(prefix="repro-eval-") as tmp:
             args.run_dir = str(download_run(args.run_dir, Path(tmp) / "run"))
             return cmd_eval(args)
-    import time
 
-    import torch
 
-    from repro.evaluate import evaluate_corpus
-    from repro.registry import get_paper
-    from repro.runs import load_trained
     run_dir = Path(args.run_dir)
     if args.record and any(not o.strip().startswith("eval.") for o in args.overrides):
         raise ConfigError("--record re-scores a trained run: only eval.* options may change "
@@ -173,12 +197,9 @@ def cmd_eval(args) -> int:
         metrics.update(variant.evaluate_extra(model, corpus, cfg, run_dir)[0])
     print(json.dumps({"metrics": metrics, "eval": result.options}, indent=2))
     if args.record:
-        from repro.records import rescore_record
         path = rescore_record(run_dir, metrics, result.options, cfg.to_dict()["eval"],
                               time.time() - started, device, Path(args.records_dir))
         print(f"record re-scored: {path} and {run_dir / 'record.json'}")
-        from repro.records import git_commit
-        from repro.tracking import log_rescoring
         run_id = json.loads(path.read_text()).get("mlflow_run_id")
         if run_id and log_rescoring(run_id, metrics, git_commit()):
             print(f"MLflow run {run_id}: test metrics updated")
@@ -186,13 +207,14 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from repro.generate import print_samples
-    print_samples(Path(args.run_dir), num=args.num, seed=args.seed)
+    cfg, corpus, model = load_trained(Path(args.run_dir))
+    if not getattr(model, "has_latent", False) or not hasattr(model, "decoder"):
+        raise SystemExit(f"{cfg.paper}/{cfg.variant} has no latent decoder to sample from")
+    print(format_qualitative(qualitative(model, corpus, num=args.num, seed=args.seed)))
     return 0
 
 
 def cmd_table(args) -> int:
-    from repro import tables
     records = Path(args.records_dir)
     results = tables.results_dir_for(records, args.results_dir)
     if results is None:
@@ -211,7 +233,6 @@ def cmd_table(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from repro.tracking import experiment_views, tracking_uri
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving the MLflow UI on {args.host} exposes it beyond this machine",
               file=sys.stderr)
@@ -234,7 +255,6 @@ def cmd_ui(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from repro.data import sources
     if args.action == "fetch":
         for name, path in sources.fetch(args.name).items():
             print(f"{name}: {path}")
@@ -249,7 +269,6 @@ def cmd_data(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from repro.demo import run_demo
     run_demo(track=not args.no_mlflow, progress=not args.quiet, quick=args.quick)
     return 0
 
@@ -282,7 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="*", help="only these variants (default: every runnable one)")
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     _add_run_options(p)
-    from repro.sweep import add_arguments as add_sweep_arguments
     add_sweep_arguments(p)
     p.set_defaults(fn=cmd_sweep)
 
@@ -369,9 +387,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # a known failure gets its message, not a traceback
-        from repro.data.sources import DataError
-        from repro.tables import TableError
-        from repro.train import TrainError
         if isinstance(err, TableError):
             print(f"error: {err}", file=sys.stderr)
             return 2

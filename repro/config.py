@@ -135,7 +135,7 @@ class KLScheduleConfig:
 
 @dataclass
 class FreeBitsConfig:
-    """The free-bits rule by name (METRICS.md §7); the variants are not interchangeable."""
+    """The free-bits rule by name (docs/metrics.md §7); the variants are not interchangeable."""
 
     variant: str = bounded("none", choices=(
         "none", "kingma_group_batchmean", "li_example_total", "li_example_dim", "li_batchmean"))
@@ -145,7 +145,13 @@ class FreeBitsConfig:
 
 @dataclass
 class ModelConfig:
-    """Base of every paper's model config; subclasses add their typed fields."""
+    """Base of every paper's model config; subclasses add their typed fields.
+
+    `shared_sizes` names, for a config that can enter the cross-method benchmark, the field that
+    takes each size the protocols share (`repro.protocols.SHARED_SIZES`); a benchmarked config
+    without it, or naming a field it lacks, is an error, never a size silently left out."""
+
+    shared_sizes: typing.ClassVar[dict[str, str]] = {}
 
 
 @dataclass

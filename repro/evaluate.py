@@ -1,6 +1,6 @@
 """One evaluation entry point for every model: IW-NLL, ELBO, PPL, KL, MI and AU.
 
-Definitions (METRICS.md; N evaluation examples x, T(x) target tokens counting `<eos>`):
+Definitions (docs/metrics.md; N evaluation examples x, T(x) target tokens counting `<eos>`):
 
 * `nll` (§1) -- importance-weighted NLL in nats per example: -mean_x [logsumexp_k w_k - log K],
   w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), z_k ~ q(z|x) i.i.d. (the IWAE bound; it
@@ -20,8 +20,9 @@ Definitions (METRICS.md; N evaluation examples x, T(x) target tokens counting `<
   log q_agg(z_i) >= log q(z_i|x_i) - log M, the estimate is at most log M (3.47 nats for
   batches of 32, 9.21 for 10k examples): compare MI only at equal M (`mi_pool_size` is
   recorded). Negative values are estimator noise and are kept.
-  Deviation from METRICS.md, recorded as `mi_estimator="paired"`: He et al. take E_q log q(z|x)
-  analytically (`"analytic"`, the estimator of records that lack the option). Both have the same
+  Deviation from the common estimator (docs/metrics.md §5), recorded as `mi_estimator="paired"`:
+  He et al. take E_q log q(z|x) analytically (`"analytic"`, the estimator of records that lack
+  the option). Both have the same
   expectation, but the analytic term leaves the sampled log q_agg(z_i) uncancelled, with a
   variance of d/2 per example for d uninformative dimensions. Measured on a collapsed PTB VAE
   (d = 32, 500 sentences, 8 evaluation seeds) the analytic estimate has sd 0.20 nats and the
@@ -139,7 +140,7 @@ def eval_precision(model, corpus, cfg: EvalConfig, device, seed: int = 0,
         return precision_mod.Choice("fp32", "no IW-NLL to check bf16 evaluation against")
     chunk = min(cfg.iw_chunk, cfg.iw_samples)
     _, size, steps = precision_mod.typical_batch(corpus.batches(cfg.split, batch_size, shuffle=False))
-    # The output layer scores evaluation rows in blocks of 512 (`repro.nn.text.OutputLayer`).
+    # The output layer scores evaluation rows in blocks of 512 (`repro.nn.lstm.OutputLayer`).
     products = precision_mod.model_products(model, rows=512, batch=size * chunk, steps=steps)
     speed = precision_mod.resolve("auto", device, products)
     if speed.precision == "fp32":
@@ -469,7 +470,7 @@ class _Evaluation:
 
 
 class _MutualInformation:
-    """The aggregate-posterior MI estimator (METRICS.md §5) over a batch or dataset pool."""
+    """The aggregate-posterior MI estimator (docs/metrics.md §5) over a batch or dataset pool."""
 
     def __init__(self, pool: str, pool_max: int = 32):
         self.pool, self.pool_max = pool, pool_max

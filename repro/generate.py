@@ -120,12 +120,3 @@ def format_qualitative(result: dict) -> str:
     h = result["homotopy"]
     lines += ["Homotopy:", f"  from: {h['from']}", f"  to  : {h['to']}"] + [f"  {s}" for s in h["path"]]
     return "\n".join(lines) + "\n"
-
-
-def print_samples(run_dir: Path, num: int = 5, seed: int = 0) -> None:
-    """`repro sample`: load a run's best checkpoint and print its qualitative outputs."""
-    from repro.runs import load_trained
-    cfg, corpus, model = load_trained(run_dir)
-    if not getattr(model, "has_latent", False) or not hasattr(model, "decoder"):
-        raise SystemExit(f"{cfg.paper}/{cfg.variant} has no latent decoder to sample from")
-    print(format_qualitative(qualitative(model, corpus, num=num, seed=seed)))

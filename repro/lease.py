@@ -24,23 +24,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
-from typing import Iterable
 
+from repro.checkpoints import TrainError, load_checkpoint, run_dir_for
 from repro.config import ConfigError, config_hash
+from repro.data import load_corpus
+from repro.records import (_scored, config_before_recoveries, load_records, preset_differences,
+                           read_record, record_path, record_path_for, same_experiment,
+                           write_json_atomic, write_record)
+from repro.registry import get_paper, load_papers, resolve
+from repro.runs import lock_held, run_status
+from repro.sweep import Job, _checkpoint_continues, by_priority, is_finished
 
-# Which jobs a lease starts first. The paper numbers our code can be checked against most
-# firmly come first: Kingma et al. 2016's IAF on MNIST (Table 2's best row, dynamic and
-# statically binarised) and Chen et al. 2017's VLAE on MNIST, whose reported numbers are
-# tagged verified against the papers and released code (papers/*/reported.py). Then every
-# PTB row (the text-VAE numbers this suite is about), then the rest; within a tier, the order
-# the jobs were listed in, lower seeds first.
-PRIORITY: tuple[tuple[str, str], ...] = (
-    ("kingma2016_iaf", "mnist-iaf-d8-w1920"),
-    ("kingma2016_iaf", "static-iaf-d8-w1920"),
-    ("chen2017_vlae", "mnist-vlae"),
-    ("chen2017_vlae", "static-vlae"),
-)
-PRIORITY_DATASET = "ptb"
+
 
 # What one carry folder may hold: the lease's carry list takes 64 MiB in all, and the rest of
 # the tree's ignored paths (none needed) would share it.
@@ -59,43 +54,6 @@ GPU_JOBS_AT_ONCE = 16
 # Of a lease's 15 minutes, one command of at most 10 minutes trains; the rest starts the
 # machine, runs the CUDA tests and packs. The one lease gave its sweep 540 s.
 LEASE_TRAIN_S = 540.0
-
-
-def _is_demo(paper: str) -> bool:
-    from repro.demo import NAME
-    return paper == NAME
-
-
-def jobs_for(paper: str, variants: Iterable[str] | None, seeds: Iterable[int], preset: str,
-             overrides: Iterable[str] = ()) -> list:
-    """`repro sweep`'s jobs: those of one paper (`sweep.make_jobs`), or with `paper` "all" every
-    paper's runnable table rows that have `preset` (the demo aside)."""
-    from repro.registry import load_papers
-    from repro.sweep import make_jobs
-    if paper != "all":
-        return make_jobs(paper, variants, seeds, preset, overrides)
-    if variants:
-        raise ConfigError("--variants names one paper's variants: give the paper, not `all`")
-    seeds = list(seeds)
-    jobs = []
-    for name, known in load_papers().items():
-        rows = [v for v, var in known.variants.items()
-                if var.runnable and var.in_paper_table and preset in var.presets]
-        if rows and not _is_demo(name):
-            jobs += make_jobs(name, rows, seeds, preset, overrides)
-    return jobs
-
-
-def priority(job) -> tuple:
-    """Sort key of `PRIORITY`'s order: tier, place in `PRIORITY`, seed."""
-    if (job.paper, job.variant) in PRIORITY:
-        return (0, PRIORITY.index((job.paper, job.variant)), job.seed)
-    return (1 if job.config().data.dataset == PRIORITY_DATASET else 2, 0, job.seed)
-
-
-def by_priority(jobs: list) -> list:
-    """`jobs` in `PRIORITY` order (a stable sort: the listed order within a tier)."""
-    return sorted(jobs, key=priority)
 
 
 # ---- the carry folder ---------------------------------------------------------------------------
@@ -128,7 +86,6 @@ class _Item:
 
 def _checkpoint_of(run_dir: Path) -> tuple[dict, dict]:
     """(config, state) stored in a run folder's `last.pt`."""
-    from repro.train import load_checkpoint
     ckpt = load_checkpoint(run_dir / "last.pt", "cpu")
     return json.loads(ckpt["config"]), json.loads(ckpt["state"])
 
@@ -141,11 +98,6 @@ def pack(dest: Path, jobs: list, runs_dir: Path, records_dir: Path,
     Returns one line per item and per skip. `dest` must be new, empty or an earlier carry
     folder (which is replaced). `subdir`: where `records_dir` lies under the records folder an
     import writes to (`benchmark_<dataset>` for a benchmark's jobs)."""
-    from repro.records import read_record, record_path, record_path_for, same_experiment
-    from repro.registry import get_paper
-    from repro.runs import run_status
-    from repro.sweep import _checkpoint_continues, is_finished
-    from repro.train import run_dir_for
     dest, runs_dir, records_dir = Path(dest), Path(runs_dir), Path(records_dir)
     if dest.exists() and any(dest.iterdir()) and not (dest / "manifest.json").is_file():
         raise ConfigError(f"{dest} holds files that are not a carry folder: pack into a new folder")
@@ -193,7 +145,6 @@ def pack(dest: Path, jobs: list, runs_dir: Path, records_dir: Path,
         lines.append(f"packed {item.kind} {item.name} ({_mib(size)})"
                      + (f": update {manifest[-1]['step']}, epoch {manifest[-1]['epoch']}"
                         if item.kind == "checkpoint" else ""))
-    from repro.records import write_json_atomic
     write_json_atomic({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "records_subdir": subdir, "items": manifest}, dest / "manifest.json")
     lines.append(f"carry folder {dest}: {len(manifest)} item(s), {_mib(total)} of {_mib(limit_bytes)}")
@@ -267,8 +218,6 @@ def _damaged(src: Path, entry: dict) -> str | None:
 
 def _preset_mismatch(config: dict, what: str) -> str | None:
     """Why `config` (a stored run's) is not today's preset at its seed, or None if it is."""
-    from repro.records import preset_differences
-    from repro.sweep import Job
     differences = preset_differences(config)
     if differences is None:
         return f"its {what} names a preset or keys that no longer exist"
@@ -280,8 +229,6 @@ def _preset_mismatch(config: dict, what: str) -> str | None:
 
 
 def _import_record(path: Path, entry: dict, runs_dir: Path, records_dir: Path):
-    from repro.records import (config_before_recoveries, read_record, record_path_for, _scored,
-                               write_record)
     record = read_record(path)
     if record is None or config_hash(record["config"]) != entry["config_hash"]:
         return "the record does not hold the config the manifest names", None
@@ -300,9 +247,6 @@ def _import_record(path: Path, entry: dict, runs_dir: Path, records_dir: Path):
 
 
 def _import_checkpoint(folder: Path, entry: dict, runs_dir: Path, records_dir: Path):
-    from repro.runs import lock_held
-    from repro.sweep import Job, is_finished
-    from repro.train import TrainError, run_dir_for
     try:
         config, state = _checkpoint_of(folder)
     except (TrainError, KeyError, ValueError) as err:
@@ -360,8 +304,6 @@ def run_folder_bytes(paper: str, variant: str, preset: str = "paper") -> int:
     per-parameter slots (Adam's and Adamax's two, SGD's momentum) and the Polyak average;
     `best.pt` the parameters and buffers again, `best_optimizer.pt` the slots where the preset
     restores them. Pickling adds a few kB."""
-    from repro.data import load_corpus
-    from repro.registry import resolve
     var, cfg = resolve(paper, variant, preset)
     model = var.build(cfg, load_corpus(cfg.data))
     params = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -407,11 +349,9 @@ def estimate_rows(records_root: Path, preset: str = "paper") -> tuple[list[RowEs
     """Each runnable table row with a `preset` preset and cpu records on the same dataset, at
     its cpu wall time x the ratio of training examples (epochs x the training set, from the
     records' updates) / `GPU_SPEEDUP_PER_JOB`; and the rows that have none to go by."""
-    from repro.records import load_records
-    from repro.registry import load_papers, resolve
     rows, unknown = [], []
     for name, known in sorted(load_papers().items()):
-        if _is_demo(name):
+        if not known.reproduces_a_paper:
             continue
         by_variant: dict[str, list[dict]] = {}
         if (Path(records_root) / name).is_dir():

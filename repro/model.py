@@ -9,6 +9,21 @@ A latent-variable model implements:
   loss(batch, step)         -> dict of named scalar terms, `loss` among them
 and may override selectable(step) -> bool (default True): whether the epoch ending after `step`
 updates may supply the best checkpoint.
+
+The default `loss` is the single-sample negative ELBO, assembled here once from pieces a model
+may override:
+  elbo_pieces(batch)             -> (rec (B,), kl_dims (B, *event)): the reconstruction NLL and
+                                    the KL per latent dimension at one reparameterised posterior
+                                    draw (default: posterior, prior, log_likelihood and
+                                    `repro.nn.flows.sample_kl_dims`)
+  kl_schedule, free_bits         -> the KL weight's `KLScheduleConfig` (or a `LinearRate`) and
+                                    the `FreeBitsConfig` (default: the model config's `kl` and
+                                    `free_bits`, no free bits when it has none)
+  elbo_terms(rec, kl_dims, step) -> `repro.objectives.elbo_loss` at `step`'s KL weight
+loss = elbo_terms(*elbo_pieces(batch), step). A model with terms beyond the ELBO (a bag-of-words
+loss, an auxiliary cost) overrides `loss`, computes rec and kl_dims with them, and adds its
+terms to what `elbo_terms` returns.
+
 A model whose latent has no density (an implicit one: noise through a network) narrows
 `shared_metrics` to the shared metrics defined for it, and reports its own per-example values
 through evaluation_terms(batch) -> {name: (B,)}, `objective` among them when neither `elbo` nor
@@ -23,7 +38,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from repro import schedules
+from repro.config import FreeBitsConfig, KLScheduleConfig
 from repro.nn.distributions import kl_divergence
+from repro.nn.flows import sample_kl_dims
+from repro.objectives import elbo_loss
 
 
 class LatentVariableModel(nn.Module):
@@ -44,7 +63,29 @@ class LatentVariableModel(nn.Module):
         raise NotImplementedError
 
     def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The single-sample negative ELBO and its parts (module docstring)."""
+        return self.elbo_terms(*self.elbo_pieces(batch), step)
+
+    def elbo_pieces(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reconstruction NLL `(B,)` and the KL per latent dimension `(B, *event)` at one
+        reparameterised draw from the posterior: analytic KL for a Gaussian pair, else that
+        draw's Monte Carlo split (`sample_kl_dims`)."""
+        z, kl_dims = sample_kl_dims(self.posterior(batch), self.prior(batch))
+        return -self.log_likelihood(batch, z)[0], kl_dims
+
+    def elbo_terms(self, rec: torch.Tensor, kl_dims: torch.Tensor,
+                   step: int) -> dict[str, torch.Tensor]:
+        """`elbo_loss` of the pieces at `step`'s KL weight under `kl_schedule`, with `free_bits`."""
+        return elbo_loss(rec, kl_dims, schedules.kl_weight(step, self.kl_schedule), self.free_bits)
+
+    @property
+    def kl_schedule(self) -> KLScheduleConfig:
+        return self.cfg.kl
+
+    @property
+    def free_bits(self) -> FreeBitsConfig:
+        # A model config without a free-bits rule trains on the plain ELBO.
+        return getattr(self.cfg, "free_bits", FreeBitsConfig())
 
     def selectable(self, step: int) -> bool:
         """Whether the parameters after `step` updates may become the best checkpoint. A model

@@ -1,4 +1,4 @@
-"""ELBO assembly and the free-bits rules (METRICS.md §7), by name.
+"""ELBO assembly and the free-bits rules (docs/metrics.md §7), by name.
 
 All functions take the per-example, per-dimension KL `kl_dims` of shape `(B, *event)` at
 weight 1 and return the scalar KL term the training loss uses (already averaged over the

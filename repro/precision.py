@@ -26,6 +26,10 @@ from pathlib import Path
 
 import torch
 
+from repro.data.sources import cache_dir
+
+
+
 # bf16 pays for its casts and its coarser sums only when clearly faster: below this the gain is
 # within the spread of repeated timings on a loaded machine.
 BF16_MIN_SPEEDUP = 1.3
@@ -179,7 +183,6 @@ def _time_products(products: list[Product], rounds: int) -> dict[str, dict]:
 
 
 def cache_path() -> Path:
-    from repro.data.sources import cache_dir
     return cache_dir() / CACHE_FILE
 
 

@@ -2,6 +2,7 @@
 every number in `results/`."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -15,6 +16,9 @@ import torch
 
 from repro.config import ConfigError, RunConfig, check_name, config_hash, experiment_identity
 from repro.registry import get_paper, resolve
+
+
+
 
 RECORDS_DIR = Path("results") / "records"
 
@@ -122,10 +126,9 @@ def hardware(device: torch.device) -> dict:
 def versions() -> dict:
     """Versions of what the run used; MLflow's is read from package metadata, so a run with
     tracking off (`--no-mlflow`) on a machine without MLflow still writes its record."""
-    from importlib.metadata import PackageNotFoundError, version
     try:
-        mlflow_version = version("mlflow")
-    except PackageNotFoundError:
+        mlflow_version = importlib.metadata.version("mlflow")
+    except importlib.metadata.PackageNotFoundError:
         mlflow_version = None
     return {"python": sys.version.split()[0], "torch": torch.__version__, "mlflow": mlflow_version}
 
@@ -135,6 +138,30 @@ def versions() -> dict:
 MOOT_UNLESS_SCORED = {"mi_au_whole_split": {"mi", "au"}, "mi_pool": {"mi"}, "au_threshold": {"au"}}
 # A `.part` file older than this in a records folder is a write that a kill interrupted.
 STALE_PART_S = 600
+
+
+def run_record(cfg: RunConfig, *, metrics: dict, eval_options: dict, commit: str, device,
+               data_sha256: str, training: dict) -> dict:
+    """The record of one finished run: what was tested and how, the config, the code and
+    machine, and the training's course. `training` holds the trainer's `state` (steps, epochs,
+    best validation, history, recoveries, commits), its `precision` and `threads` choices, which
+    weights were tested (`final_checkpoint`) and the `wall_time_s` over every start."""
+    state = training["state"]
+    return {
+        "paper": cfg.paper, "variant": cfg.variant, "preset": cfg.preset, "seed": cfg.seed,
+        "dataset": cfg.data.dataset, "substitute_for": cfg.data.substitute_for,
+        "metrics": metrics, "eval": eval_options, "config": cfg.to_dict(),
+        "commit": commit, "versions": versions(), "hardware": hardware(device),
+        "wall_time_s": round(training["wall_time_s"], 1), "data_sha256": data_sha256,
+        "mlflow_run_id": state["mlflow_run_id"],
+        "train": {"steps": state["step"], "epochs": state["epoch"], "best_val": state["best_val"],
+                  "best_epoch": state["best_epoch"], "final_checkpoint": training["final_checkpoint"],
+                  "recoveries": state.get("recoveries", []), "commits": state["commits"],
+                  "precision": training["precision"], "threads": training["threads"],
+                  **({"stopped_by_divergence": state["stopped_by_divergence"]}
+                     if "stopped_by_divergence" in state else {})},
+        "history": state["history"],
+    }
 
 
 def config_before_recoveries(config: dict, train: dict) -> dict:

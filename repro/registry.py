@@ -9,14 +9,16 @@ from __future__ import annotations
 import functools
 import importlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from repro.config import ConfigError, ModelConfig, RunConfig
+from repro.protocols import presets_for
 
 
 @dataclass(frozen=True)
 class Reported:
-    """One number from the paper: value, the card's verification tag and where it comes from."""
+    """One number from the paper: value, verification tag (docs/papers/README.md §Tags) and
+    where it comes from."""
 
     value: float | None
     tag: str                      # verified | unverified (reprint) | unverified (memory) | not retrieved
@@ -24,11 +26,23 @@ class Reported:
     note: str = ""
 
 
-def presets_of_variant(makers: dict[str, Callable[[str], RunConfig]],
-                       variant: str) -> dict[str, Callable[[], RunConfig]]:
-    """`Variant.presets` from a package's {preset: make(variant) -> RunConfig}; each config is
-    built only when asked for."""
-    return {preset: functools.partial(make, variant) for preset, make in makers.items()}
+def presets_of_variant(presets: dict[str, Callable[[str], RunConfig]], variant: str,
+                       names: Iterable[str] | None = None) -> dict[str, Callable[[], RunConfig]]:
+    """`Variant.presets` for one variant, the one way every paper package registers presets.
+
+    `presets` is the package's `PRESETS` from `papers/<name>/presets.py`: preset name ->
+    function of the variant name that returns a fresh `RunConfig`. Each is bound to `variant`
+    here and called only when a config is asked for. Registration, in the package's
+    `__init__.py`: `Variant(..., presets=presets_of_variant(PRESETS, name))`.
+
+    `names`: the presets this variant has, where it has only some of `presets` (a row with the
+    paper's settings only: `names=("paper",)`; a row kept but not run: `names=()`); None: all.
+    """
+    chosen = list(presets) if names is None else list(names)
+    unknown = sorted(set(chosen) - set(presets))
+    if unknown:
+        raise ConfigError(f"{variant}: no preset {unknown} in {sorted(presets)}")
+    return {preset: functools.partial(presets[preset], variant) for preset in chosen}
 
 
 @dataclass
@@ -78,6 +92,9 @@ class Paper:
     variants: dict[str, Variant] = field(default_factory=dict)
     table_metrics: tuple[str, ...] = ("test/nll", "test/ppl", "test/kl")
     notes: str = ""
+    # False for a package that teaches rather than reproduces (the demo): no results table, no
+    # row in the results index, no lease jobs.
+    reproduces_a_paper: bool = True
 
     def variant(self, name: str) -> Variant:
         if name not in self.variants:
@@ -97,7 +114,6 @@ def register_paper(paper: Paper) -> Paper:
 def load_papers() -> dict[str, Paper]:
     global _loaded
     if not _loaded:
-        importlib.import_module("repro.demo")
         importlib.import_module("papers")
         _loaded = True
     return PAPERS
@@ -112,7 +128,6 @@ def get_paper(name: str) -> Paper:
 
 def resolve(paper: str, variant: str, preset: str) -> tuple[Variant, RunConfig]:
     """The variant and a fresh copy of its named preset config."""
-    from repro.benchmark import presets_for   # here: the benchmark module imports this one
     var = get_paper(paper).variant(variant)
     presets = {**var.presets, **presets_for(var)}
     if preset not in presets:

@@ -4,11 +4,20 @@ epoch and last validation metrics, read from its checkpoint. For sweeps and back
 started with `--quiet`."""
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+
+from repro.checkpoints import DIVERGED_MARKER, TrainError, load_checkpoint, pick_device
+from repro.config import RunConfig, apply_overrides
+from repro.data import load_corpus
+from repro.registry import get_paper
+
 
 SHOWN = ("val/nll", "val/elbo", "val/kl", "val/au")   # what the trainer validates each epoch
 
@@ -32,12 +41,7 @@ def load_trained(run_dir: Path, overrides=(), device=None):
     `train.device`). Anything that makes this impossible -- no such folder, an unreadable config
     or checkpoint, overrides that build a model of another shape -- is a `TrainError` whose one
     line says what to do."""
-    import torch
 
-    from repro.config import RunConfig, apply_overrides
-    from repro.data import load_corpus
-    from repro.registry import get_paper
-    from repro.train import TrainError, load_checkpoint, pick_device
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise TrainError(f"{run_dir} is not a folder: give a run folder such as "
@@ -83,7 +87,6 @@ def _tested_weights_path(run_dir: Path) -> Path | None:
 
 
 def _tested_weights(path: Path, device) -> dict:
-    from repro.train import load_checkpoint
     weights = load_checkpoint(path, device)
     if path.name != "last.pt":
         return weights
@@ -116,7 +119,6 @@ def lock_held(lock: Path) -> bool:
                     if held == wanted:
                         return True
         return False
-    import fcntl
     with open(lock, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -127,7 +129,6 @@ def lock_held(lock: Path) -> bool:
 
 
 def run_status(run_dir: Path) -> RunStatus:
-    from repro.train import DIVERGED_MARKER, TrainError, load_checkpoint
     running = lock_held(run_dir / ".lock")
     if not (run_dir / "last.pt").is_file():
         if running:
@@ -186,7 +187,7 @@ def find_runs(runs_root: Path) -> list[RunStatus]:
     return sorted((run_status(folder) for folder in folders), key=lambda r: r.name)
 
 
-def render(runs: list[RunStatus]) -> str:
+def render_runs(runs: list[RunStatus]) -> str:
     if not runs:
         return "no runs under this folder"
     lines = ["| run | status | epoch | best epoch | " + " | ".join(SHOWN) + " | wall (s) |",

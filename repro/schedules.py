@@ -1,16 +1,31 @@
 """Schedules as pure functions of the update step (nanoGPT's habit for learning rates).
 
-Each takes the step (0-based count of updates already made) and a `KLScheduleConfig`, and
-returns the KL weight to use for that update.
+Each takes the step (0-based count of updates already made) and a `KLScheduleConfig` (or a
+`LinearRate`), and returns the KL weight to use for that update.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from repro.config import KLScheduleConfig
 
 
-def kl_weight(step: int, cfg: KLScheduleConfig) -> float:
+@dataclass(frozen=True)
+class LinearRate:
+    """A ramp given by its slope: `start_weight`, plus `weight_per_step` per update, up to
+    `max_weight` (Goyal et al. 2017's code: `kla_sta`, `kld_step`). `linear` can only approximate
+    it, since its duration need not be a whole number of updates. Not a config section: a model
+    whose own config states the slope builds one, so no other config gains a key."""
+
+    start_weight: float
+    weight_per_step: float
+    max_weight: float = 1.0
+
+
+def kl_weight(step: int, cfg: KLScheduleConfig | LinearRate) -> float:
+    if isinstance(cfg, LinearRate):
+        return min(cfg.max_weight, cfg.start_weight + cfg.weight_per_step * step)
     if cfg.kind == "constant":
         return cfg.max_weight
     if cfg.kind == "linear":

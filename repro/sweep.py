@@ -15,7 +15,7 @@ a sweep run again skips what is done and reruns what changed; there is no other 
 A job that fails is retried once, after the first round; what still fails is reported with its
 error, and the sweep exits non-zero.
 
-With a deadline (`--deadline SECONDS`, for a lent GPU) the jobs start in `repro.lease.PRIORITY`
+With a deadline (`--deadline SECONDS`, for a lent GPU) the jobs start in `repro.sweep.PRIORITY`
 order, none starts after the deadline, each trainer checkpoints its current update and stops
 once it passes (`repro.train.DeadlineReached`), and a local worker still busy
 `DEADLINE_GRACE_S` later (in an evaluation, which cannot be checkpointed part-way) is stopped
@@ -24,6 +24,7 @@ by SIGTERM; stopped jobs are neither failed nor retried, and `--resume` continue
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -32,17 +33,41 @@ import sys
 import time
 import traceback
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from repro.config import RunConfig, config_hash, resumes_as
+from repro.checkpoints import (DeadlineReached, TrainError, load_checkpoint, raise_keyboard_interrupt,
+                               run_dir_for)
+from repro.config import ConfigError, RunConfig, apply_overrides, config_hash, resumes_as
+from repro.records import read_record, record_path, record_path_for, same_experiment
+from repro.registry import get_paper, load_papers, resolve
+from repro.runs import run_status
+from repro.tracking import tracking_uri
+from repro.train import train
+
+
 
 ENGINES_EXTRA = "pip install 'repro[sweep]'"
 # After the deadline, how long a local worker may go on (finishing an evaluation) before it is
 # stopped by SIGTERM; its trainer has already checkpointed the last update before the deadline.
 DEADLINE_GRACE_S = 30.0
+
+# Which jobs a lease starts first. The paper numbers our code can be checked against most
+# firmly come first: Kingma et al. 2016's IAF on MNIST (Table 2's best row, dynamic and
+# statically binarised) and Chen et al. 2017's VLAE on MNIST, whose reported numbers are
+# tagged verified against the papers and released code (papers/*/reported.py). Then every
+# PTB row (the text-VAE numbers this suite is about), then the rest; within a tier, the order
+# the jobs were listed in, lower seeds first.
+PRIORITY: tuple[tuple[str, str], ...] = (
+    ("kingma2016_iaf", "mnist-iaf-d8-w1920"),
+    ("kingma2016_iaf", "static-iaf-d8-w1920"),
+    ("chen2017_vlae", "mnist-vlae"),
+    ("chen2017_vlae", "static-vlae"),
+)
+PRIORITY_DATASET = "ptb"
 
 
 class EngineUnavailable(RuntimeError):
@@ -74,8 +99,6 @@ class Job:
 
     def config(self, threads: int | None = None) -> RunConfig:
         """The resolved config; `threads` fills `train.threads` unless an override sets it."""
-        from repro.config import apply_overrides
-        from repro.registry import resolve
         _, cfg = resolve(self.paper, self.variant, self.preset)
         cfg.seed = self.seed
         cfg = apply_overrides(cfg, list(self.overrides))
@@ -90,7 +113,6 @@ class Job:
 def make_jobs(paper: str, variants: Iterable[str] | None, seeds: Iterable[int], preset: str,
               overrides: Iterable[str] = ()) -> list[Job]:
     """Variants (default: every runnable one) × seeds, each once, in the order given."""
-    from repro.registry import get_paper
     known = get_paper(paper)
     variants = variants or [name for name, var in known.variants.items()
                             if var.runnable and var.in_paper_table]
@@ -100,11 +122,40 @@ def make_jobs(paper: str, variants: Iterable[str] | None, seeds: Iterable[int], 
     return [Job(paper, variant, preset, seed, tuple(overrides)) for variant, seed in dict.fromkeys(grid)]
 
 
+def jobs_for(paper: str, variants: Iterable[str] | None, seeds: Iterable[int], preset: str,
+             overrides: Iterable[str] = ()) -> list:
+    """`repro sweep`'s jobs: those of one paper (`sweep.make_jobs`), or with `paper` "all" every
+    paper's runnable table rows that have `preset` (the demo aside)."""
+    if paper != "all":
+        return make_jobs(paper, variants, seeds, preset, overrides)
+    if variants:
+        raise ConfigError("--variants names one paper's variants: give the paper, not `all`")
+    seeds = list(seeds)
+    jobs = []
+    for name, known in load_papers().items():
+        rows = [v for v, var in known.variants.items()
+                if var.runnable and var.in_paper_table and preset in var.presets]
+        if rows and known.reproduces_a_paper:
+            jobs += make_jobs(name, rows, seeds, preset, overrides)
+    return jobs
+
+
+def priority(job) -> tuple:
+    """Sort key of `PRIORITY`'s order: tier, place in `PRIORITY`, seed."""
+    if (job.paper, job.variant) in PRIORITY:
+        return (0, PRIORITY.index((job.paper, job.variant)), job.seed)
+    return (1 if job.config().data.dataset == PRIORITY_DATASET else 2, 0, job.seed)
+
+
+def by_priority(jobs: list) -> list:
+    """`jobs` in `PRIORITY` order (a stable sort: the listed order within a tier)."""
+    return sorted(jobs, key=priority)
+
+
 def is_finished(job: Job, records_dir: Path) -> bool:
     """The job's record exists and was written by the same config (`records.same_experiment`:
     whatever the thread count, keys added since at their defaults, evaluation settings of
     metrics the record lacks ignored, remedies after a divergence undone)."""
-    from repro.records import read_record, record_path, record_path_for, same_experiment
     config = job.config().to_dict()
     # Overrides of settings a model is not scored on (MI pooling for an RNNLM) leave its record
     # under the preset's name, so that name is looked at as well.
@@ -116,9 +167,6 @@ def is_finished(job: Job, records_dir: Path) -> bool:
 
 def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:
     """What a sweep would do with `job`: skip it, continue or restart its checkpoint, or run it."""
-    from repro.records import record_path_for
-    from repro.runs import run_status
-    from repro.train import run_dir_for
     if is_finished(job, records_dir):
         return "finished: skipped"
     run_dir = run_dir_for(job.config(), runs_dir)
@@ -147,8 +195,6 @@ def job_state(job: Job, records_dir: Path, runs_dir: Path, resume: bool) -> str:
 
 def _checkpoint_continues(job: Job, run_dir: Path) -> bool:
     """Whether the run folder's last checkpoint is the training `job` asks for (`resumes_as`)."""
-    from repro.registry import get_paper
-    from repro.train import TrainError, load_checkpoint
     try:
         stored = json.loads(load_checkpoint(run_dir / "last.pt", "cpu")["config"])
     except (TrainError, KeyError, ValueError):
@@ -158,7 +204,6 @@ def _checkpoint_continues(job: Job, run_dir: Path) -> bool:
 
 def earlier_wall_time(job: Job, records_dir: Path) -> tuple[float, int] | None:
     """Mean wall time of the records of `job`'s variant and preset at any seed, and how many."""
-    from repro.records import record_path
     seed0 = record_path(records_dir, job.paper, job.variant, job.preset, 0)
     times = _wall_times(seed0.parent.glob(seed0.name.replace("__seed0.json", "__seed*.json")))
     return (sum(times) / len(times), len(times)) if times else None
@@ -249,7 +294,6 @@ def run_job(job: Job, settings: WorkerSettings) -> Outcome:
         return Outcome(job, ok=False, stopped=True, error="not started: the deadline had passed",
                        where=worker_identity(settings.engine))
     try:
-        from repro.train import DeadlineReached, train
         result = train(job.config(settings.threads), runs_root=Path(settings.runs_dir),
                        records_root=Path(settings.records_dir), resume=settings.resume,
                        track=settings.track, progress=False, experiment=settings.experiment,
@@ -324,8 +368,6 @@ def run_in_pool_worker(job: Job, settings: WorkerSettings) -> Outcome:
 
 
 def run_local(jobs: list[Job], settings: WorkerSettings, options: EngineOptions) -> Iterator[Outcome]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
     # spawn, not fork: the driver has imported torch, and a forked OpenMP pool can deadlock.
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=options.parallel, mp_context=context)
@@ -512,7 +554,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
                         help="stop every job this many seconds after the command starts, each "
                              "with a checkpoint of its last update (--resume continues it); jobs "
-                             "start in repro.lease.PRIORITY order (README: GPU leases)")
+                             "start in repro.sweep.PRIORITY order (README: GPU leases)")
     parser.add_argument("--submitit-dir", default=None,
                         help="slurm: submitit's logs and pickles (default: <runs-dir>/submitit; "
                              "must be on a filesystem the nodes share)")
@@ -521,7 +563,6 @@ def add_arguments(parser) -> None:
 def run_from_args(args) -> int:
     """`repro sweep`: 0 when every job is finished, 1 when some failed after their retry, 2 when
     the engine cannot run here."""
-    from repro.lease import jobs_for
     return run_jobs(args, lambda: jobs_for(args.paper, args.variants, args.seeds, args.preset,
                                            args.overrides),
                     Path(args.records_dir), title=f"sweep {args.paper} ({args.preset})")
@@ -531,8 +572,6 @@ def run_jobs(args, plan: Callable[[], list[Job]], records_dir: Path, experiment:
              title: str = "sweep") -> int:
     """Run the jobs `plan` gives on the engine `args` names (the `repro sweep` options), records to
     `records_dir`, MLflow runs to `experiment`; `repro sweep` and `repro benchmark` share it."""
-    from repro.lease import by_priority
-    from repro.train import raise_keyboard_interrupt
     deadline = getattr(args, "deadline", None)
     if deadline is not None:
         started, unordered = time.time(), plan
@@ -591,7 +630,6 @@ def engine_options(args, runs_dir: Path) -> tuple[EngineOptions, int]:
 
 def shared_env() -> dict:
     """The driver's tracking URI and data folders, made absolute, for every worker to use."""
-    from repro.tracking import tracking_uri
     env = {"MLFLOW_TRACKING_URI": absolute_tracking_uri(tracking_uri())}
     for name in ("REPRO_DATA_DIR", "REPRO_CACHE_DIR"):
         if os.environ.get(name):

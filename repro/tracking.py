@@ -28,6 +28,7 @@ and config as artifacts, so `repro eval runs:/<run_id>` works from the tracking 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -38,6 +39,10 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from repro.checkpoints import TrainError
+from repro.data.sources import DATASETS
+
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 LOCK_RETRY_S = 60.0
@@ -84,7 +89,6 @@ def store_init_lock(uri: str):
     if not uri.startswith("sqlite:///") or os.name == "nt":
         yield
         return
-    import fcntl
     db = Path(uri[len("sqlite:///"):].split("?", 1)[0]).resolve()
     digest = hashlib.sha256(str(db).encode()).hexdigest()[:16]
     with open(Path(tempfile.gettempdir()) / f"repro-mlflow-init-{digest}.lock", "a") as handle:
@@ -132,7 +136,6 @@ def log_rescoring(run_id: str, metrics: dict[str, float], commit: str) -> bool:
 def experiment_description(name: str) -> str:
     """The description the suite gives experiment `name`, naming its benchmark or its corpus and
     the papers evaluated on it."""
-    from repro.data.sources import DATASETS
     kind, _, dataset = name.partition("-")
     corpus = DATASETS[dataset].description if dataset in DATASETS else (
         "He et al. 2019's synthetic corpus (sentences from a random LSTM with a known 2-D latent)"
@@ -202,7 +205,6 @@ def corpus_datasets(data_cfg, corpus) -> list:
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    from repro.data.sources import DATASETS
 
     class CorpusSplit(MetaDataset):
         def __init__(self, source, name, digest, profile):
@@ -250,7 +252,6 @@ def download_run(uri: str, dest: Path) -> Path:
     import mlflow.artifacts
     from mlflow.tracking import MlflowClient
 
-    from repro.train import TrainError
     run_id = uri[len("runs:/"):].strip("/").split("/", 1)[0]
     if not run_id:
         raise TrainError(f"{uri!r} names no run: give runs:/<run_id> (the run page's Run ID)")

@@ -39,27 +39,30 @@ import contextlib
 import itertools
 import json
 import math
-import os
 import signal
-import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from repro import precision as precision_mod
-from repro import records
+from repro import precision as precision_mod, records
 from repro.averaging import averaged, make_average
+from repro.checkpoints import (DIVERGED_MARKER, DeadlineReached, RUNS_DIR, TrainError,
+                               load_checkpoint, pick_device, raise_keyboard_interrupt, rng_state,
+                               run_dir_for, run_dir_lock, run_owner, save_atomic, set_rng_state)
 from repro.config import RunConfig, flatten, precision_setting, recovery_changes, validate
 from repro.data import load_corpus
 from repro.data.sources import DataError
 from repro.evaluate import applicable_metrics, evaluate_corpus, require_bf16_support
+from repro.plots import plot_training
 from repro.registry import get_paper
 from repro.tracking import Tracker
 
-RUNS_DIR = Path("runs")
+
+
+
 # Per-epoch validation tracks the bound, KL and active units; MI is left to the test evaluation
 # because its pool scan inverts flow posteriors for every pair (minutes per epoch for IAF).
 VALIDATION_METRICS = ("elbo", "kl", "au")
@@ -67,26 +70,12 @@ VALIDATION_METRICS = ("elbo", "kl", "au")
 # records of December 2026 the largest ratio was 1.10, except a depth-8 IAF run that reached 27.6
 # and spent its last 14 epochs recovering (Kingma 2016, commit 5b2bab5).
 DIVERGED_RATIO = 4.0
-DIVERGED_MARKER = "diverged.json"   # in the run folder: a resume may change the RECOVERY_KEYS
-
-
-class TrainError(RuntimeError):
-    """A run cannot go on for a reason the message states (the CLI prints it without a traceback)."""
 
 
 class TrainingDiverged(TrainError):
     """The loss or the parameters became NaN/inf, or the validation objective blew up
     (`DIVERGED_RATIO`); the last good checkpoint is kept, and a resume may change the
     `RECOVERY_KEYS` (the record lists the change)."""
-
-
-class RunDirBusy(TrainError):
-    """Another process is training in the same run folder."""
-
-
-class DeadlineReached(TrainError):
-    """The run stopped at its wall-clock deadline (`train(deadline=...)`) with `last.pt` holding
-    every update it made, mid-epoch included; `--resume` continues it exactly."""
 
 
 @dataclass
@@ -97,31 +86,10 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda was asked for but no CUDA device is visible")
-    return torch.device(name)
-
-
 def autocast(device: torch.device, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def run_dir_for(cfg: RunConfig, root: Path = RUNS_DIR) -> Path:
-    return Path(root) / cfg.paper / cfg.variant / cfg.preset / f"seed{cfg.seed}"
-
-
-def updates_per_epoch(cfg: RunConfig, corpus) -> int:
-    """Training batches per epoch (the bucketed split is cut into ceil(N / batch) batches); 0 for
-    a corpus without a train split. Methods that switch phase at an epoch boundary (Yang's
-    +init, Shen's two-phase training) convert epochs to update steps with it."""
-    if "train" not in corpus.splits:
-        return 0
-    return math.ceil(len(corpus.split("train")) / cfg.data.batch_size)
 
 
 def build_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -135,73 +103,6 @@ def build_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optim
         # code's (beta1 = 0.1, beta2 = 0.001 in its 1 - beta convention).
         return torch.optim.Adamax(model.parameters(), lr=o.lr, eps=o.eps, weight_decay=o.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-
-
-def save_atomic(obj, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: never half-written."""
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, device) -> dict:
-    """`torch.load` restricted to tensors and plain containers (`weights_only=True`): a file
-    that would need arbitrary unpickling is refused, not executed."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:   # random bytes make the unpickler raise almost anything
-        raise TrainError(f"{path} is not a checkpoint this code can load safely ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''}); move it away to start "
-                         "afresh") from err
-
-
-@contextlib.contextmanager
-def run_dir_lock(run_dir: Path):
-    """Hold `run_dir` exclusively: two processes training in one folder would overwrite each
-    other's checkpoints. The lock dies with its process, so a killed run never leaves it stale.
-    (POSIX only: elsewhere the folder is not locked.)"""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    handle = open(run_dir / ".lock", "a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise RunDirBusy(f"{run_dir} is in use by {holder}; wait for it to finish or use "
-                             "another --runs-dir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        yield
-    finally:
-        handle.close()
-
-
-def run_owner(run_dir: Path) -> str:
-    """Who a run folder is (host and absolute path): the tag that ties MLflow runs to it."""
-    return f"{socket.gethostname()}:{Path(run_dir).resolve()}"
-
-
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def params_finite(model: torch.nn.Module) -> bool:
@@ -258,73 +159,20 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
     if "bf16" in (precision_setting(cfg.train), precision_setting(cfg.eval)):
         require_bf16_support(device)
     threads = ThreadChoice(cfg.train.threads, device)
-    torch.manual_seed(cfg.seed)
-    try:
-        corpus = load_corpus(cfg.data)
-    except DataError as err:
-        raise DataError(f"{cfg.paper}/{cfg.variant} at preset {cfg.preset} is not runnable here: "
-                        f"{err}") from err
-    variant = get_paper(cfg.paper).variant(cfg.variant)
-    model = variant.build(cfg, corpus).to(device)
-    if variant.initialise is not None and not (resume and (run_dir / "last.pt").is_file()):
-        variant.initialise(model, cfg, run_dir)    # before the Polyak average copies the weights
-    optimizer = build_optimizer(cfg, model)
-    average = make_average(model, cfg.optim.polyak)
-    if average is not None and cfg.optim.plateau_restores_best:
-        raise TrainError("optim.polyak with optim.plateau_restores_best is not supported: the "
-                         "restored best parameters are averaged ones")
+    corpus, variant, model, optimizer, average = _build(cfg, run_dir, resume, device)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     train_precision = _train_precision(cfg, model, corpus, device)
-
-    state = {"step": 0, "epoch": 0, "best_val": math.inf, "best_epoch": None, "stale_epochs": 0,
-             "history": [], "mlflow_run_id": None, "wall_time_s": 0.0, "done": False}
-    partial_epoch = None
-    if resume and last_path.is_file():
-        ckpt = load_checkpoint(last_path, device)
-        partial_epoch = ckpt.get("partial_epoch")
-        changes = _resume_changes(json.loads(ckpt["config"]), cfg, variant.model_config, run_dir)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if average is not None:
-            average.load_state_dict(ckpt["polyak"])
-        set_rng_state(ckpt["rng"])
-        state.update(json.loads(ckpt["state"]))
-        if finish_diverged:
-            _stop_at_divergence(run_dir, state, changes)
-        elif changes:
-            _recover(run_dir, cfg, optimizer, state, changes)
-    else:
-        (run_dir / DIVERGED_MARKER).unlink(missing_ok=True)    # from a run this one replaces
-        if resume:
-            print(f"no checkpoint at {last_path}; starting from scratch")
-
+    state, partial_epoch = _restore(cfg, run_dir, resume, finish_diverged, model, optimizer, average,
+                                    variant, device)
     _note_commit(state, commit)
     prior_wall = state["wall_time_s"]
+    choices = {"train.precision_used": train_precision.precision,
+               "train.precision_reason": train_precision.reason,
+               "train.bf16_speedup": train_precision.speedup,
+               "train.threads_used": "auto" if threads.auto else threads.fixed}
     tracker = Tracker(enabled=track)
-    run_name = f"{cfg.paper}/{cfg.variant}/{cfg.preset}/seed{cfg.seed}"
-    state["mlflow_run_id"] = tracker.start(experiment, run_name, state["mlflow_run_id"],
-                                           owner=run_owner(run_dir), adopt=resume)
-    # Again on resume: a kill may have come before they were sent. MLflow refuses a changed
-    # value, so a recovery's changes go in the `recoveries` tag instead.
-    recoveries = state.get("recoveries", [])
-    changed = {key for r in recoveries for key in r["changed"]}
-    tracker.log_params({k: v for k, v in flatten(cfg).items() if k not in changed})
-    # What auto chose. A resume on another machine may choose otherwise and MLflow refuses a
-    # changed param, so the params are the first start's, the tags the latest start's.
-    chosen = {"train.precision_used": train_precision.precision,
-              "train.precision_reason": train_precision.reason,
-              "train.bf16_speedup": train_precision.speedup,
-              "train.threads_used": "auto" if threads.auto else threads.fixed}
-    if not state["epoch"] and partial_epoch is None:
-        tracker.log_params(chosen)
-    tags = {"paper": cfg.paper, "variant": cfg.variant, "method": f"{cfg.paper}/{cfg.variant}",
-            "preset": cfg.preset, "seed": cfg.seed, "dataset": cfg.data.dataset,
-            "substitute_for": cfg.data.substitute_for or "", "git_commit": commit,
-            "data_sha256": corpus.sha256, "device": str(device), **chosen,
-            **({"recoveries": json.dumps(recoveries)} if recoveries else {})}
-    tracker.set_tags(tags)
-    tracker.log_corpus(cfg.data, corpus)
-    _resend_missing(tracker, [(_epoch_metrics(e), e["step"]) for e in state["history"]])
+    _open_tracking(tracker, cfg, corpus, state, run_dir, experiment, resume, commit, device, choices,
+                   first_start=not state["epoch"] and partial_epoch is None)
 
     status = "FAILED"
     previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
@@ -342,45 +190,12 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
             # whole training, so a resume goes straight to it.
             raise DeadlineReached(f"deadline reached after training, before the test evaluation; "
                                   f"--resume evaluates {last_path}")
-        if best_path.is_file():
-            model.load_state_dict(load_checkpoint(best_path, device))
-        elif average is not None:
-            average.swap()                  # no selected checkpoint: test the averaged weights
-        result = evaluate_corpus(model, corpus, cfg.eval, device=device, seed=cfg.seed,
-                                 batch_size=cfg.data.eval_batch_size, progress=progress)
-        test_metrics = result.prefixed(cfg.eval.split)
-        extra_paths = []
-        if variant.evaluate_extra is not None:
-            extra, extra_paths = variant.evaluate_extra(model, corpus, cfg, run_dir)
-            test_metrics.update(extra)
-        _resend_missing(tracker, [(test_metrics, state["step"])])
-        wall = prior_wall + (time.time() - started)
-        record = {
-            "paper": cfg.paper, "variant": cfg.variant, "preset": cfg.preset, "seed": cfg.seed,
-            "dataset": cfg.data.dataset, "substitute_for": cfg.data.substitute_for,
-            "metrics": test_metrics, "eval": result.options, "config": cfg.to_dict(),
-            "commit": commit, "versions": records.versions(),
-            "hardware": records.hardware(device), "wall_time_s": round(wall, 1),
-            "data_sha256": corpus.sha256, "mlflow_run_id": state["mlflow_run_id"],
-            "train": {"steps": state["step"], "epochs": state["epoch"], "best_val": state["best_val"],
-                      "best_epoch": state["best_epoch"],
-                      "final_checkpoint": "best validation" if best_path.is_file() else "last",
-                      "recoveries": state.get("recoveries", []), "commits": state["commits"],
-                      "precision": train_precision.as_dict(),
-                      "threads": "auto" if threads.auto else threads.fixed,
-                      **({"stopped_by_divergence": state["stopped_by_divergence"]}
-                         if "stopped_by_divergence" in state else {})},
-            "history": state["history"],
-        }
-        artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], run_dir)
-        # best.pt beside config.json: `repro eval runs:/<run_id>` rebuilds the run from these.
-        checkpoint = [best_path] if best_path.is_file() else []
-        for path in [*artifacts, *extra_paths, *checkpoint]:
-            tracker.log_artifact(path)
-        # The run folder's record says "finished" (`repro runs`), so it is written after the
-        # results record: a kill between them leaves the run resumable, and resuming writes both.
-        record_path = records.write_record(record, records_root) if records_root else None
-        tracker.log_artifact(records.write_json_atomic(record, run_dir / "record.json"))
+        training = {"state": state, "precision": train_precision.as_dict(),
+                    "threads": "auto" if threads.auto else threads.fixed,
+                    "final_checkpoint": "best validation" if best_path.is_file() else "last",
+                    "wall_time_s": prior_wall + (time.time() - started)}
+        record, record_path = _test_and_record(cfg, variant, model, corpus, device, average, tracker,
+                                               run_dir, records_root, progress, commit, training)
         status = "FINISHED"
         return RunResult(record, record_path, run_dir, state["history"])
     except (KeyboardInterrupt, DeadlineReached):
@@ -391,9 +206,112 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
         tracker.end(status)
 
 
-def raise_keyboard_interrupt(signum, frame):
-    """A SIGTERM handler: stop as Ctrl-C does, through the `finally` blocks."""
-    raise KeyboardInterrupt(f"signal {signum}")
+def _build(cfg: RunConfig, run_dir: Path, resume: bool, device):
+    """Corpus, variant, model (initialised from another run where the variant says so, on a
+    fresh start), optimiser and the Polyak average, all seeded by `cfg.seed`."""
+    torch.manual_seed(cfg.seed)
+    try:
+        corpus = load_corpus(cfg.data)
+    except DataError as err:
+        raise DataError(f"{cfg.paper}/{cfg.variant} at preset {cfg.preset} is not runnable here: "
+                        f"{err}") from err
+    variant = get_paper(cfg.paper).variant(cfg.variant)
+    model = variant.build(cfg, corpus).to(device)
+    if variant.initialise is not None and not (resume and (run_dir / "last.pt").is_file()):
+        variant.initialise(model, cfg, run_dir)    # before the Polyak average copies the weights
+    optimizer = build_optimizer(cfg, model)
+    average = make_average(model, cfg.optim.polyak)
+    if average is not None and cfg.optim.plateau_restores_best:
+        raise TrainError("optim.polyak with optim.plateau_restores_best is not supported: the "
+                         "restored best parameters are averaged ones")
+    return corpus, variant, model, optimizer, average
+
+
+def _restore(cfg, run_dir: Path, resume: bool, finish_diverged: bool, model, optimizer, average,
+             variant, device) -> tuple[dict, dict | None]:
+    """The run's state: fresh, or restored from `last.pt` on a resume (model, optimiser, Polyak
+    average, RNG, history, any recovery the changed config makes), with the running sums of an
+    epoch a deadline stopped part-way."""
+    state = {"step": 0, "epoch": 0, "best_val": math.inf, "best_epoch": None, "stale_epochs": 0,
+             "history": [], "mlflow_run_id": None, "wall_time_s": 0.0, "done": False}
+    last_path = run_dir / "last.pt"
+    if not (resume and last_path.is_file()):
+        (run_dir / DIVERGED_MARKER).unlink(missing_ok=True)    # from a run this one replaces
+        if resume:
+            print(f"no checkpoint at {last_path}; starting from scratch")
+        return state, None
+    ckpt = load_checkpoint(last_path, device)
+    changes = _resume_changes(json.loads(ckpt["config"]), cfg, variant.model_config, run_dir)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if average is not None:
+        average.load_state_dict(ckpt["polyak"])
+    set_rng_state(ckpt["rng"])
+    state.update(json.loads(ckpt["state"]))
+    if finish_diverged:
+        _stop_at_divergence(run_dir, state, changes)
+    elif changes:
+        _recover(run_dir, cfg, optimizer, state, changes)
+    return state, ckpt.get("partial_epoch")
+
+
+def _open_tracking(tracker: Tracker, cfg, corpus, state: dict, run_dir: Path, experiment: str,
+                   resume: bool, commit: str, device, choices: dict, first_start: bool) -> None:
+    """Start (or reopen, on a resume) the run's MLflow run and send its params, tags, dataset and
+    any epoch a kill kept from reaching MLflow."""
+    run_name = f"{cfg.paper}/{cfg.variant}/{cfg.preset}/seed{cfg.seed}"
+    state["mlflow_run_id"] = tracker.start(experiment, run_name, state["mlflow_run_id"],
+                                           owner=run_owner(run_dir), adopt=resume)
+    # Again on resume: a kill may have come before they were sent. MLflow refuses a changed
+    # value, so a recovery's changes go in the `recoveries` tag instead.
+    recoveries = state.get("recoveries", [])
+    changed = {key for r in recoveries for key in r["changed"]}
+    tracker.log_params({k: v for k, v in flatten(cfg).items() if k not in changed})
+    # What auto chose. A resume on another machine may choose otherwise and MLflow refuses a
+    # changed param, so the params are the first start's, the tags the latest start's.
+    if first_start:
+        tracker.log_params(choices)
+    tags = {"paper": cfg.paper, "variant": cfg.variant, "method": f"{cfg.paper}/{cfg.variant}",
+            "preset": cfg.preset, "seed": cfg.seed, "dataset": cfg.data.dataset,
+            "substitute_for": cfg.data.substitute_for or "", "git_commit": commit,
+            "data_sha256": corpus.sha256, "device": str(device), **choices,
+            **({"recoveries": json.dumps(recoveries)} if recoveries else {})}
+    tracker.set_tags(tags)
+    tracker.log_corpus(cfg.data, corpus)
+    _resend_missing(tracker, [(_epoch_metrics(e), e["step"]) for e in state["history"]])
+
+
+def _test_and_record(cfg, variant, model, corpus, device, average, tracker: Tracker, run_dir: Path,
+                     records_root: Path | None, progress: bool, commit: str,
+                     training: dict) -> tuple[dict, Path | None]:
+    """Evaluate the selected weights on the test split, write the run record (results folder,
+    then run folder) and send the metrics and artifacts to MLflow."""
+    best_path = run_dir / "best.pt"
+    if best_path.is_file():
+        model.load_state_dict(load_checkpoint(best_path, device))
+    elif average is not None:
+        average.swap()                  # no selected checkpoint: test the averaged weights
+    result = evaluate_corpus(model, corpus, cfg.eval, device=device, seed=cfg.seed,
+                             batch_size=cfg.data.eval_batch_size, progress=progress)
+    test_metrics = result.prefixed(cfg.eval.split)
+    extra_paths = []
+    if variant.evaluate_extra is not None:
+        extra, extra_paths = variant.evaluate_extra(model, corpus, cfg, run_dir)
+        test_metrics.update(extra)
+    state = training["state"]
+    _resend_missing(tracker, [(test_metrics, state["step"])])
+    record = records.run_record(cfg, metrics=test_metrics, eval_options=result.options, commit=commit,
+                                device=device, data_sha256=corpus.sha256, training=training)
+    artifacts = _write_artifacts(cfg, variant, model, corpus, state["history"], run_dir)
+    # best.pt beside config.json: `repro eval runs:/<run_id>` rebuilds the run from these.
+    checkpoint = [best_path] if best_path.is_file() else []
+    for path in [*artifacts, *extra_paths, *checkpoint]:
+        tracker.log_artifact(path)
+    # The run folder's record says "finished" (`repro runs`), so it is written after the
+    # results record: a kill between them leaves the run resumable, and resuming writes both.
+    record_path = records.write_record(record, records_root) if records_root else None
+    tracker.log_artifact(records.write_json_atomic(record, run_dir / "record.json"))
+    return record, record_path
 
 
 def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_path,
@@ -529,7 +447,6 @@ def _validation_metrics(model) -> tuple[str, ...] | None:
 
 def _validation_eval(cfg):
     """Validation is the single-sample bound (cheap); importance sampling is for the test split."""
-    from dataclasses import replace
     # Under eval.precision=auto, fp32: the bf16 check belongs to the test evaluation, not to
     # every epoch, and best-checkpoint selection then compares like with like.
     setting = precision_setting(cfg.eval)
@@ -766,7 +683,6 @@ def _epoch_line(entry: dict) -> str:
 
 
 def _write_artifacts(cfg, variant, model, corpus, history, run_dir: Path) -> list[Path]:
-    from repro.plots import plot_training
     paths = [run_dir / "config.json"]
     paths[0].write_text(cfg.to_json())
     if getattr(corpus, "vocab", None) is not None:

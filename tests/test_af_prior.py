@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch.autograd.functional import jacobian
 
 from repro.nn.distributions import StandardNormal
-from repro.nn.priors import (AFPrior, AFPriorConfig, MaskedConv2d, PixelCNNConfig,
-                             PixelCNNDecoder, make_prior)
+from repro.nn.pixelcnn import MaskedConv2d, PixelCNNConfig, PixelCNNDecoder
+from repro.nn.priors import AFPrior, AFPriorConfig, make_prior
 
 DTYPE = torch.float64
 

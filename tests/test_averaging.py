@@ -144,7 +144,8 @@ def test_a_run_trained_on_train_plus_valid_can_be_evaluated_again(tmp_path):
 
     from repro.registry import resolve
     from repro.runs import load_trained
-    from repro.train import load_checkpoint, train
+    from repro.checkpoints import load_checkpoint
+    from repro.train import train
 
     _, cfg = resolve("kingma2016_iaf", "mnist-diag", "smoke")
     cfg.data = dataclasses.replace(cfg.data, train_on_valid=True)

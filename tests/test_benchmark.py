@@ -1,12 +1,13 @@
+import dataclasses
 import json
 import math
 
 import matplotlib.colors
 import pytest
 
-from repro import benchmark, plots, tables
+from repro import benchmark, plots, protocols, tables
 from repro.cli import main
-from repro.config import ConfigError
+from repro.config import ConfigError, ModelConfig
 from repro.registry import resolve
 
 
@@ -61,8 +62,26 @@ def test_pairs_need_two_seeds_on_each_side():
     assert benchmark.pairwise({"m/a": [1.0, 2.0], "m/b": [3.0]}) == []
 
 
+def test_a_model_config_that_does_not_name_its_sizes_cannot_take_the_protocol():
+    """Sizes go where a config says (`ModelConfig.shared_sizes`); a config that says nothing, or
+    names a field it lacks, is refused rather than silently trained at its own sizes."""
+    @dataclasses.dataclass
+    class Silent(ModelConfig):
+        embed_size: int = 8
+
+    @dataclasses.dataclass
+    class Misnamed(ModelConfig):
+        shared_sizes = {"embed_size": "embedding"}
+        embed_size: int = 8
+
+    proto = protocols.protocol("ptb", "cpu")
+    for config in (Silent(), Misnamed()):
+        with pytest.raises(ConfigError, match="shared_sizes"):
+            protocols.with_shared_sizes(config, proto)
+
+
 def test_protocol_puts_shared_sizes_into_each_methods_own_preset():
-    proto = benchmark.protocol("ptb", "cpu")
+    proto = protocols.protocol("ptb", "cpu")
     _, cfg = resolve("kingma2016_iaf", "ptb-iaf-fb", proto.preset)
     _, own = resolve("kingma2016_iaf", "ptb-iaf-fb", "cpu")
     assert (cfg.model.embed_size, cfg.model.encoder_hidden, cfg.model.decoder_hidden,
@@ -114,7 +133,7 @@ def test_every_benchmarked_method_runs_on_single_sentences():
 def test_named_methods_run_in_the_order_named_each_once():
     named = ["kingma2016_iaf/ptb-iaf", "bowman2016/vae", "kingma2016_iaf/ptb-iaf"]
     assert benchmark.methods(named) == [("kingma2016_iaf", "ptb-iaf"), ("bowman2016", "vae")]
-    jobs = benchmark.jobs(benchmark.protocol("ptb", "smoke"), [0, 1], named, [])
+    jobs = benchmark.jobs(protocols.protocol("ptb", "smoke"), [0, 1], named, [])
     assert [(j.paper, j.variant, j.seed) for j in jobs] == [
         ("kingma2016_iaf", "ptb-iaf", 0), ("kingma2016_iaf", "ptb-iaf", 1),
         ("bowman2016", "vae", 0), ("bowman2016", "vae", 1)]
@@ -124,7 +143,7 @@ def test_table_ranks_methods_and_reports_tests(tmp_path):
     for seed, (nll_a, nll_b) in enumerate([(100.0, 110.0), (101.0, 110.5), (102.0, 112.0)]):
         _write(tmp_path, _record("bowman2016/vae", seed, nll_b, 0.0))
         _write(tmp_path, _record("kingma2016_iaf/ptb-iaf-fb", seed, nll_a, 5.0 + seed))
-    text = benchmark.render("ptb", tmp_path)
+    text = benchmark.render_benchmark("ptb", tmp_path)
     rows = [line for line in text.splitlines() if line.startswith("| bowman2016/vae |")
             or line.startswith("| kingma2016_iaf/ptb-iaf-fb |")]
     assert rows[0].startswith("| kingma2016_iaf/ptb-iaf-fb | 0, 1, 2 | 101.00 ± 1.00 [")
@@ -138,7 +157,7 @@ def test_methods_tied_on_nll_are_listed_by_name(tmp_path):
     names = ["yang2017_dilated_cnn/lstm-vae", "bowman2016/vae", "kingma2016_iaf/ptb-gauss"]
     for i, name in enumerate(names):   # tied on NLL; the KLs keep them from being repeats
         _write(tmp_path, _record(name, 0, 100.0, 1.0 + i))
-    rows = [line.split(" | ")[0][2:] for line in benchmark.render("ptb", tmp_path).splitlines()
+    rows = [line.split(" | ")[0][2:] for line in benchmark.render_benchmark("ptb", tmp_path).splitlines()
             if line.startswith("| ") and line.split(" | ")[0][2:] in names]
     assert rows == sorted(names)
 
@@ -149,10 +168,10 @@ def test_a_variants_reading_note_is_printed_once_and_only_where_it_is_benchmarke
     note = resolve("goyal2017_zforcing", "ptb-zforcing", "smoke")[0].reading_note
     assert "p(z_t | h_{t-1})" in note
     _write(tmp_path, _record("bowman2016/vae", 0, 110.0, 0.0))
-    assert note not in benchmark.render("ptb", tmp_path)
+    assert note not in benchmark.render_benchmark("ptb", tmp_path)
     for variant in ("ptb-zforcing", "ptb-srnn"):
         _write(tmp_path, _record(f"goyal2017_zforcing/{variant}", 0, 105.0, 1.0))
-    text = benchmark.render("ptb", tmp_path)
+    text = benchmark.render_benchmark("ptb", tmp_path)
     assert text.count(note) == 1
     assert ("Reading goyal2017_zforcing/ptb-srnn, goyal2017_zforcing/ptb-zforcing: " + note) in text
 
@@ -163,7 +182,7 @@ def test_a_table_whose_runs_scored_mi_differently_says_which_runs(tmp_path):
     older = {"split": "test", "metrics": ["nll", "mi"], "mi_pool": "dataset", "mi_pool_size": 500}
     for seed in (0, 1):
         _write(tmp_path, {**_record("bowman2016/vae", seed, 110.0, 0.0), "eval": paired})
-    assert "not scored the same way" not in benchmark.render("ptb", tmp_path)
+    assert "not scored the same way" not in benchmark.render_benchmark("ptb", tmp_path)
     _write(tmp_path, {**_record("bowman2016/vae", 2, 110.0, 0.0), "eval": older})
     _write(tmp_path, {**_record("chen2017_vlae/ptb-gauss", 0, 110.0, 0.0), "eval": paired})
     batch = {**paired, "mi_pool": "batch", "mi_pool_size": 64}
@@ -173,7 +192,7 @@ def test_a_table_whose_runs_scored_mi_differently_says_which_runs(tmp_path):
             "Most runs: paired, dataset pool of 3761. The others: analytic, dataset pool of 500: "
             "bowman2016/vae (seed 2); paired, batch pool of 64 (whole evaluation batches, lengths "
             "mixed: before same-length pools): goyal2017_zforcing/ptb-srnn (seeds 0, 1).") in \
-        benchmark.render("ptb", tmp_path)
+        benchmark.render_benchmark("ptb", tmp_path)
 
 
 def test_a_method_that_repeats_another_bit_for_bit_is_named_and_tested_once(tmp_path):
@@ -186,7 +205,7 @@ def test_a_method_that_repeats_another_bit_for_bit_is_named_and_tested_once(tmp_
         _write(tmp_path, _record("chen2017_vlae/ptb-gauss", seed, nll, 0.01))
     records = benchmark.load_records(benchmark.records_root("ptb", tmp_path))
     assert benchmark.identical_methods(records) == {"kingma2016_iaf/ptb-gauss": "bowman2016/vae"}
-    table = benchmark.render("ptb", tmp_path)
+    table = benchmark.render_benchmark("ptb", tmp_path)
     assert "| kingma2016_iaf/ptb-gauss (= bowman2016/vae) | 0, 1, 2 |" in table
     assert ("Identical records: kingma2016_iaf/ptb-gauss repeats bowman2016/vae at seeds 0, 1, 2"
             in table)
@@ -201,7 +220,7 @@ def test_an_unfinished_benchmark_names_the_methods_it_lacks_and_a_finished_one_s
         _write(tmp_path, _record("bowman2016/vae", seed, 107.0 + seed, 0.01))
     _write(tmp_path, _record("bowman2016/rnnlm", 1, 108.0, 0.0))
     every = [f"{p}/{v}" for p, v in benchmark.methods()]
-    coverage = next(line for line in benchmark.render("ptb", tmp_path).splitlines()
+    coverage = next(line for line in benchmark.render_benchmark("ptb", tmp_path).splitlines()
                     if line.startswith("Coverage: "))
     assert coverage.startswith(f"Coverage: this benchmark is unfinished. 1 of {len(every)} "
                                "benchmarked methods have every protocol seed (0, 1, 2). "
@@ -213,7 +232,7 @@ def test_an_unfinished_benchmark_names_the_methods_it_lacks_and_a_finished_one_s
 
     monkeypatch.setattr(benchmark, "methods", lambda: [("bowman2016", "vae")])
     assert ("Coverage: all 1 benchmarked methods have every protocol seed (0, 1, 2)."
-            in benchmark.render("ptb", tmp_path))
+            in benchmark.render_benchmark("ptb", tmp_path))
 
 
 def test_repro_table_writes_and_checks_the_benchmark(tmp_path):
@@ -325,7 +344,7 @@ def test_a_method_has_the_same_colour_in_every_benchmark_figure(monkeypatch, tmp
 @pytest.mark.slow
 def test_every_method_trains_and_is_evaluated_under_the_smoke_protocol(tmp_path):
     from repro.train import train
-    proto = benchmark.protocol("ptb", "smoke")
+    proto = protocols.protocol("ptb", "smoke")
     for paper, variant in benchmark.methods():
         var, cfg = resolve(paper, variant, proto.preset)
         for needed in var.requires:       # runs this one reads (Yang's "+ init" LM)

@@ -5,7 +5,7 @@ import torch
 
 from repro.config import DataConfig
 from repro.data import load_corpus
-from repro.models import LSTMLM, TextVAE
+from repro.sentence_models import LSTMLM, TextVAE
 from repro.registry import get_paper, resolve
 from repro.schedules import kl_weight
 

@@ -12,20 +12,20 @@ import torch
 from torch import distributions as D
 
 from papers.chen2017_vlae.model import (FREE_NATS_PER_PIXEL, PIXELS, ImageVLAE,
-                                        PixelCNNLM, TextVLAE, build, kl_dims, pixel_free_bits,
-                                        vlae_loss)
+                                        PixelCNNLM, TextVLAE, build, pixel_free_bits)
 from repro.objectives import free_bits_kl
 from papers.chen2017_vlae.presets import ROWS, WINDOWS
 from repro import generate
 from repro.config import flatten
-from repro.models import CNNLM
+from repro.sentence_models import CNNLM
 from repro.data import load_corpus
 from repro.evaluate import evaluate
 from repro.model import LatentVariableModel
 from repro.nn.cnn import DilatedCNNDecoder
 from repro.nn.distributions import DiagonalGaussian, StandardNormal
-from repro.nn.flows import IAFPosterior
-from repro.nn.priors import AFPrior, PixelCNNConfig, PixelCNNDecoder
+from repro.nn.flows import IAFPosterior, sample_kl_dims
+from repro.nn.pixelcnn import PixelCNNConfig, PixelCNNDecoder
+from repro.nn.priors import AFPrior
 from repro.registry import get_paper, resolve
 from repro.train import train
 
@@ -137,7 +137,7 @@ def test_training_kl_is_log_q_minus_the_flow_log_prior_at_the_decoders_z(mnist_s
         for step in model.prior(batch).steps:
             step.made.output.bias.normal_(0, 1.0)
     torch.manual_seed(7)
-    terms = vlae_loss(model, batch, step=0)
+    terms = model.loss(batch, step=0)
     torch.manual_seed(7)
     posterior = model.posterior(batch)
     z, log_q = posterior.rsample(1)
@@ -159,7 +159,7 @@ def test_the_kl_split_over_dimensions_sums_to_the_single_draw_kl(mnist_smoke, va
                     step.made.output.bias.normal_(0, 1.0)
     posterior, prior = model.posterior(batch), model.prior(batch)
     torch.manual_seed(3)
-    z, kl = kl_dims(posterior, prior)
+    z, kl = sample_kl_dims(posterior, prior)
     assert kl.shape == (batch.size, model.cfg.latent_size)
     if isinstance(prior, AFPrior):
         torch.testing.assert_close(prior.log_prob_per_dim(z).sum(-1), prior.log_prob(z))
@@ -180,9 +180,9 @@ def test_free_bits_floor_each_dimensions_batch_mean_kl_at_its_share_of_784_hundr
     with torch.no_grad():                   # half the dimensions above the floor, half below
         model.encoder.to_gaussian.bias[:d // 2] += 3.0
     torch.manual_seed(0)
-    terms = vlae_loss(model, batch, step=0)
+    terms = model.loss(batch, step=0)
     torch.manual_seed(0)
-    z, kl = kl_dims(model.posterior(batch), model.prior(batch))
+    z, kl = sample_kl_dims(model.posterior(batch), model.prior(batch))
     rec = -model.log_likelihood(batch, z)[0]
     batch_mean = kl.mean(0)
     assert (batch_mean < fb.lam).any() and (batch_mean > fb.lam).any()

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from repro.config import ConfigError, RunConfig, apply_overrides, flatten, validate
-from repro.models import TextVAEConfig
+from repro.sentence_models import TextVAEConfig
 
 
 def _cfg():

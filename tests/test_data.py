@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 import repro.data.text as text_module
 from repro.config import DataConfig
-from repro.data import (DATASETS, LOADERS, DataError, fetch, info, load_corpus, locate, verify,
-                        yahoo_line, yelp_line)
+from repro.data import DATASETS, LOADERS, DataError, fetch, info, load_corpus, locate, verify
+from repro.data.text import yahoo_line, yelp_line
 from repro.data.dialog import (DD_ACTS, DD_EMOTIONS, UNKNOWN_LABEL, build_dialog_corpus,
                                read_dailydialog, read_swda)
 from repro.data.images import (ImageCorpus, ImageSplit, fixed_binarisation, read_amat, read_idx,

@@ -1,4 +1,4 @@
-"""The shared dialog parts (`repro/dialog.py`) on small hand-made tensors: the bag-of-words
+"""The shared dialog parts (`repro/dialog_models.py`) on small hand-made tensors: the bag-of-words
 likelihood, the Gaussian-to-Gaussian KL, the hierarchical encoder's use of lengths, the
 decoder's conditioning paths, and the sampled-response metrics on known answers."""
 import math
@@ -11,11 +11,11 @@ from torch import nn
 from repro.bleu import corpus_bleu, sentence_bleu_nltk
 from repro.data.dialog import UNKNOWN_LABEL, DialogBatch
 from repro.data.text import Vocab
-from repro.dialog import (BagOfWordsHead, GaussianNetwork, HierarchicalContextEncoder,
+from repro.dialog_models import (BagOfWordsHead, GaussianNetwork, HierarchicalContextEncoder,
                           ResponseDecoder, SampledResponses, UtteranceEncoder,
                           bag_of_words_log_likelihood, decode_responses, dialog_metrics,
                           distinct_n, sampled_metric_name, with_markers)
-from repro.models import DecoderInputs
+from repro.sentence_models import DecoderInputs
 from repro.nn.distributions import DiagonalGaussian
 
 VOCAB = Vocab([f"w{i}" for i in range(12)])   # ids 4..15 are words

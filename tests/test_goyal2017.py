@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from papers.goyal2017_zforcing.model import (LOG_2PI, SequenceLM, SequenceLMConfig, ZForcingConfig,
-                                             aux_weight, build, kl_weight, log_normal, previous)
+                                             aux_weight, build, kl_schedule_of, log_normal,
+                                             previous)
 from papers.goyal2017_zforcing.presets import RUNNABLE_ARMS, SPEECH, SPEECH_ARMS, VARIANTS
+from repro import schedules
 from repro import train as trainer
 from repro.config import OptimConfig
 from repro.data import load_corpus
@@ -30,6 +32,11 @@ PTB_TRAIN, MNIST_TRAIN = 42_068, 50_000   # training examples: updates per epoch
 
 def config(variant, preset):
     return resolve(PAPER, variant, preset)[1]
+
+
+def kl_weight(step: int, cfg: ZForcingConfig) -> float:
+    """The KL weight of a Z-Forcing config at `step`, through the core's schedule."""
+    return schedules.kl_weight(step, kl_schedule_of(cfg))
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from papers.kingma2016_iaf import runaways
 from papers.kingma2016_iaf.runaways import count_runaways, single_draw_kl
 from repro.config import FreeBitsConfig, RunConfig, apply_overrides
 from repro.data import load_corpus
-from repro.models import TextVAE
+from repro.sentence_models import TextVAE
 from repro.nn.distributions import DiagonalGaussian
 from repro.nn.flows import IAF, IAFConfig, IAFPosterior, MaskedLinear, sample_kl_dims
-from repro.nn.images import BernoulliConvDecoder, ConvEncoder, stage_sizes
+from repro.nn.conv import BernoulliConvDecoder, ConvEncoder, stage_sizes
 from repro.registry import get_paper, resolve
 from repro.train import train
 

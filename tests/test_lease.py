@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro import lease
+from repro import lease, sweep
 from repro import train as train_module
 from repro.cli import main
 from repro.registry import resolve
 from repro.sweep import Job
-from repro.train import DeadlineReached, load_checkpoint, train
+from repro.checkpoints import DeadlineReached, load_checkpoint
+from repro.train import train
 
 PAPER, VARIANT = "bowman2016", "vae"
 # What differs between two runs of the same training: how long its parts took.
@@ -103,13 +104,13 @@ def test_a_deadline_passed_before_the_test_evaluation_stops_there_and_resume_sco
 
 
 def test_jobs_start_in_the_documented_priority_order():
-    listed = lease.jobs_for("all", None, [0, 1], "paper")
-    ordered = lease.by_priority(listed)
-    first = [(j.paper, j.variant) for j in ordered[:2 * len(lease.PRIORITY)]]
-    assert first == [pair for pair in lease.PRIORITY for _ in (0, 1)]
+    listed = sweep.jobs_for("all", None, [0, 1], "paper")
+    ordered = sweep.by_priority(listed)
+    first = [(j.paper, j.variant) for j in ordered[:2 * len(sweep.PRIORITY)]]
+    assert first == [pair for pair in sweep.PRIORITY for _ in (0, 1)]
     assert [j.seed for j in ordered[:2]] == [0, 1]
-    rest = ordered[2 * len(lease.PRIORITY):]
-    datasets = [j.config().data.dataset == lease.PRIORITY_DATASET for j in rest]
+    rest = ordered[2 * len(sweep.PRIORITY):]
+    datasets = [j.config().data.dataset == sweep.PRIORITY_DATASET for j in rest]
     assert datasets == sorted(datasets, reverse=True), "a non-PTB row came before a PTB one"
     assert len(ordered) == len(listed) and set(ordered) == set(listed)
     assert not any(j.paper == "demo" for j in listed)

@@ -20,6 +20,53 @@ def test_preset_is_valid(paper, variant, preset):
     assert (cfg.paper, cfg.variant, cfg.preset) == (paper, variant, preset)
 
 
+def test_presets_of_variant_binds_the_variant_and_keeps_the_named_presets():
+    from repro.config import ConfigError
+    from repro.registry import presets_of_variant
+    presets = {"smoke": lambda variant: ("smoke", variant), "paper": lambda variant: ("paper", variant)}
+    every = presets_of_variant(presets, "vae")
+    assert list(every) == ["smoke", "paper"] and every["paper"]() == ("paper", "vae")
+    assert list(presets_of_variant(presets, "vae", names=("paper",))) == ["paper"]
+    assert presets_of_variant(presets, "vae", names=()) == {}
+    with pytest.raises(ConfigError, match="cpu"):
+        presets_of_variant(presets, "vae", names=("cpu",))
+
+
+def _presets_modules():
+    """Each paper package's `presets.py` (a registered paper without one, such as the demo, is
+    not a package under `papers/`)."""
+    import importlib.util
+    names = [name for name in sorted(load_papers())
+             if importlib.util.find_spec(f"papers.{name}") is not None]
+    return {name: importlib.import_module(f"papers.{name}.presets") for name in names}
+
+
+def test_every_package_registers_its_presets_from_one_presets_dict():
+    """One idiom: `PRESETS` maps a preset name to a function of the variant name, and each
+    registered preset of that name builds the same config (Yang's "+ init" LM adds protocol
+    presets of its own beside them)."""
+    import dataclasses
+    modules = _presets_modules()
+    assert len(modules) >= 8
+    for name, module in modules.items():
+        assert isinstance(module.PRESETS, dict) and module.PRESETS, name
+        for variant, var in load_papers()[name].variants.items():
+            for preset in set(var.presets) & set(module.PRESETS):
+                registered, direct = var.presets[preset](), module.PRESETS[preset](variant)
+                assert dataclasses.asdict(registered) == dataclasses.asdict(direct), (name, variant, preset)
+
+
+def test_scale_rows_are_keyword_only_and_name_the_latent_size():
+    import dataclasses
+    for name, module in _presets_modules().items():
+        rows = [obj for obj in vars(module).values() if isinstance(obj, type)
+                and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__]
+        for row in rows:
+            fields = dataclasses.fields(row)
+            assert all(f.kw_only for f in fields), (name, row.__name__)
+            assert "latent" not in {f.name for f in fields}, (name, row.__name__)
+
+
 @pytest.mark.parametrize("paper, variant", SMOKE)
 def test_smoke_preset_trains_and_evaluates(paper, variant, tmp_path):
     var, cfg = resolve(paper, variant, "smoke")

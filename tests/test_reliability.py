@@ -546,6 +546,7 @@ def test_a_run_killed_and_never_resumed_is_marked_killed_by_the_next_fresh_start
 
 
 def test_a_second_process_cannot_train_in_a_run_folder_in_use(tmp_path):
+    from repro import checkpoints
     from repro import train as train_mod
     from repro.config import apply_overrides
     from repro.registry import resolve
@@ -554,7 +555,7 @@ def test_a_second_process_cannot_train_in_a_run_folder_in_use(tmp_path):
     directory = train_mod.run_dir_for(cfg, tmp_path)
     directory.mkdir(parents=True)
     with train_mod.run_dir_lock(directory):
-        with pytest.raises(train_mod.RunDirBusy, match=f"in use by pid {os.getpid()}"):
+        with pytest.raises(checkpoints.RunDirBusy, match=f"in use by pid {os.getpid()}"):
             train_mod.train(cfg, runs_root=tmp_path, records_root=None, track=False, progress=False)
     assert not (directory / "last.pt").exists()
 
@@ -695,7 +696,7 @@ def test_bad_config_exits_2_with_one_clear_line(fork_server, tmp_path):
 
 @pytest.mark.slow
 def test_a_run_folder_in_use_is_a_one_line_error_from_the_cli(fork_server, tmp_path):
-    from repro.train import run_dir_lock
+    from repro.checkpoints import run_dir_lock
     directory = run_dir(tmp_path)
     directory.mkdir(parents=True)
     with run_dir_lock(directory):

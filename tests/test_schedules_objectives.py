@@ -1,12 +1,15 @@
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from repro.config import FreeBitsConfig, KLScheduleConfig
 from repro.data.noise import word_dropout
+from repro.model import LatentVariableModel
+from repro.nn.distributions import DiagonalGaussian, StandardNormal
 from repro.objectives import elbo_loss, free_bits_kl
-from repro.schedules import kl_weight
+from repro.schedules import LinearRate, kl_weight
 
 
 def test_constant_and_linear_schedules():
@@ -24,6 +27,14 @@ def test_logistic_schedule_is_bowmans_sigmoid():
     assert kl_weight(10_000, cfg) > 0.999
     values = [kl_weight(s, cfg) for s in range(0, 6000, 500)]
     assert values == sorted(values)
+
+
+def test_linear_rate_schedule_adds_its_slope_each_update_up_to_the_max():
+    cfg = LinearRate(start_weight=0.2, weight_per_step=5e-5)
+    assert kl_weight(0, cfg) == 0.2
+    assert kl_weight(8_000, cfg) == min(1.0, 0.2 + 5e-5 * 8_000)      # the code's arithmetic
+    assert kl_weight(16_000, cfg) == pytest.approx(1.0) and kl_weight(10**6, cfg) == 1.0
+    assert kl_weight(10**6, LinearRate(start_weight=0.0, weight_per_step=1.0, max_weight=0.5)) == 0.5
 
 
 def test_cyclical_schedule_restarts_each_period():
@@ -82,3 +93,46 @@ def test_elbo_loss_reports_unclamped_kl():
     assert terms["kl"] == pytest.approx(_kl_dims().sum(1).mean())
     assert terms["loss"] == pytest.approx(10.5 + 0.5 * 1.5)
     assert terms["elbo"] == pytest.approx(-(10.5 + _kl_dims().sum(1).mean()))
+
+
+class TinyGaussianModel(LatentVariableModel):
+    """Known pieces: q(z|x) = N(mu, diag exp(logvar)) with fixed parameters, p(z) = N(0, I),
+    log p(x|z) = -|x - z|^2 / 2, two examples of two dimensions."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.mu = torch.tensor([[0.5, -1.0], [2.0, 0.0]])
+        self.logvar = torch.tensor([[0.0, -1.0], [0.5, 0.2]])
+        self.x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+
+    def posterior(self, batch):
+        return DiagonalGaussian(self.mu, self.logvar)
+
+    def prior(self, batch):
+        return StandardNormal((2,))
+
+    def log_likelihood(self, batch, z):
+        return -0.5 * (self.x - z).pow(2).sum(-1)
+
+
+def test_default_loss_is_the_single_sample_elbo_under_the_configs_schedule_and_free_bits():
+    schedule = KLScheduleConfig(kind="linear", warmup_steps=100)          # weight 0.25 at step 25
+    model = TinyGaussianModel(SimpleNamespace(kl=schedule,
+                                              free_bits=FreeBitsConfig("li_example_total", lam=1.0)))
+    torch.manual_seed(0)
+    terms = model.loss(batch=None, step=25)
+    torch.manual_seed(0)                                                 # the same draw by hand
+    z = model.mu + torch.exp(0.5 * model.logvar) * torch.randn(1, 2, 2)[0]
+    rec = 0.5 * (model.x - z).pow(2).sum(-1)
+    kl = 0.5 * (model.mu.pow(2) + model.logvar.exp() - model.logvar - 1).sum(-1)
+    assert (kl < 1.0).tolist() == [True, False]                          # free bits drop example 0
+    assert float(terms["kl_weight"]) == 0.25
+    torch.testing.assert_close(terms["rec"], rec.mean())
+    torch.testing.assert_close(terms["kl"], kl.mean())                   # reported unclamped
+    torch.testing.assert_close(terms["elbo"], -(rec + kl).mean())
+    torch.testing.assert_close(terms["loss"], rec.mean() + 0.25 * (kl * (kl >= 1.0)).mean())
+    # A model config without a free-bits rule trains on the plain ELBO.
+    model.cfg = SimpleNamespace(kl=schedule)
+    torch.manual_seed(0)
+    torch.testing.assert_close(model.loss(batch=None, step=25)["loss"], rec.mean() + 0.25 * kl.mean())

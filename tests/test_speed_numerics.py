@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from repro.data.text import TextSplit, Vocab, bucketed_batches
 from repro.evaluate import evaluate
-from repro.models import TextVAE, TextVAEConfig
-from repro.nn.text import OutputLayer
+from repro.sentence_models import TextVAE, TextVAEConfig
+from repro.nn.lstm import OutputLayer
 
 
 def _plain(layer: OutputLayer, hidden, targets, mask):

@@ -14,7 +14,7 @@ import pytest
 from repro import sweep
 from repro.cli import main
 from repro.config import ConfigError
-from repro.train import DIVERGED_MARKER
+from repro.checkpoints import DIVERGED_MARKER
 from repro.sweep import (Job, Outcome, absolute_tracking_uri, config_hash, is_finished,
                          local_threads, make_jobs, run_sweep)
 

@@ -10,7 +10,7 @@ import torch
 
 from repro import train as train_mod
 from repro.config import ConfigError, apply_overrides
-from repro.models import TextVAE
+from repro.sentence_models import TextVAE
 from repro.registry import resolve
 
 

@@ -17,7 +17,7 @@ from repro import tables
 from repro import train as train_mod
 from repro.cli import main
 from repro.config import ConfigError, DataConfig, apply_overrides
-from repro.data import load_corpus
+from repro.data import load_corpus, updates_per_epoch
 from repro.evaluate import batch_pools, evaluate, exp_or_inf
 from repro.nn.distributions import DiagonalGaussian
 from repro.registry import get_paper, resolve
@@ -97,7 +97,7 @@ def test_seeds_of_different_configs_get_their_own_rows_naming_the_overrides(tmp_
     records_mod.write_record(_record("vae", 0, 100.0), records)
     records_mod.write_record(_record("vae", 1, 102.0), records)
     records_mod.write_record(_record("vae", 2, 150.0, "train.epochs=2", "eval.iw_samples=2000"), records)
-    text = tables.render(get_paper("bowman2016"), records)
+    text = tables.render_paper_table(get_paper("bowman2016"), records)
     rows = [line for line in text.splitlines() if line.startswith("| vae | cpu")]
     assert len(rows) == 2
     preset_row = next(r for r in rows if r.startswith("| vae | cpu |"))
@@ -140,7 +140,7 @@ def test_a_record_of_a_preset_that_changed_since_is_not_counted_as_that_preset(t
     bowman = next(line for line in tables.render_index(records).splitlines()
                   if line.startswith("| bowman2016 |"))
     assert "| 0 / 5 |" in bowman and "`vae`" in bowman
-    assert "| vae | cpu + optim.lr=0.5 |" in tables.render(get_paper("bowman2016"), records)
+    assert "| vae | cpu + optim.lr=0.5 |" in tables.render_paper_table(get_paper("bowman2016"), records)
 
 
 # ---------------------------------------------------------- 3. names that become paths
@@ -188,7 +188,7 @@ def test_a_divergence_after_a_checkpoint_keeps_that_checkpoint(tmp_path, monkeyp
 
     def build(cfg, corpus):
         model = real_build(cfg, corpus)
-        steps_per_epoch["n"] = train_mod.updates_per_epoch(cfg, corpus)
+        steps_per_epoch["n"] = updates_per_epoch(cfg, corpus)
         loss = model.loss
 
         def nan_in_epoch_2(batch, step):

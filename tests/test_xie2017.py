@@ -14,7 +14,7 @@ from papers.xie2017_noising.model import NoisedStreamLM, NoisingLMConfig, build
 from papers.xie2017_noising.presets import MODELS
 from papers.xie2017_noising.reported import (REPORTED, STREAM_TOKENS, ZAREMBA_2014,
                                              relative_gains)
-from papers.xie2017_noising.stream import StreamBatch, StreamCorpus, stream_windows, token_stream
+from repro.data.stream import StreamBatch, StreamCorpus, stream_windows, token_stream
 from repro.config import ConfigError, DataConfig, RunConfig, apply_overrides
 from repro.data import TextSplit, Vocab, load_corpus
 from repro.data.noise import NoiseConfig

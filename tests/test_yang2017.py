@@ -11,15 +11,16 @@ from papers.yang2017_dilated_cnn.model import CNNLM, CNNVAE, build, encoder_init
 from papers.yang2017_dilated_cnn.presets import VARIANTS
 from repro import schedules
 from repro import train as train_mod
-from repro.benchmark import PROTOCOLS
+from repro.protocols import PROTOCOLS
 from repro.data import load_corpus
-from repro.models import TextVAE
+from repro.sentence_models import TextVAE
 from repro.generate import beam_decode, decode
 from repro.model import LanguageModel
 from repro.nn.cnn import DilatedCNNDecoder, receptive_field
 from repro.config import apply_overrides
 from repro.registry import get_paper, resolve
-from repro.train import TrainError, train
+from repro.checkpoints import TrainError
+from repro.train import train
 
 PAPER = "yang2017_dilated_cnn"
 CARD_DILATIONS = {

@@ -15,7 +15,7 @@ from papers.zhao2017_kgcvae.presets import MODELS
 from repro import schedules
 from repro.data import load_corpus
 from repro.data.dialog import UNKNOWN_LABEL
-from repro.dialog import bag_of_words_log_likelihood
+from repro.dialog_models import bag_of_words_log_likelihood
 from repro.registry import get_paper, resolve
 from repro.train import train
 

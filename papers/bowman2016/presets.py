@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from repro.config import DataConfig, EvalConfig, KLScheduleConfig, OptimConfig, RunConfig, TrainConfig
-from repro.models import LSTMLMConfig, TextVAEConfig
+from repro.sentence_models import LSTMLMConfig, TextVAEConfig
 
 ANNEALING = KLScheduleConfig(kind="logistic", logistic_k=0.0025, logistic_x0=2500)
 WORD_KEEP_RATE = 0.62

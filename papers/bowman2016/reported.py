@@ -1,5 +1,5 @@
-"""Bowman et al. 2016, Table 2 (PTB test), as recorded on the paper card
-(`shared/papers/bowman2016.md`). NLL per sentence and KL in nats, PPL per word.
+"""Bowman et al. 2016, Table 2 (PTB test), as recorded in
+`docs/papers/bowman2016.md §Results`. NLL per sentence and KL in nats, PPL per word.
 
 The paper scores its VAE with the negative ELBO (a bound) and its RNNLM with the exact
 likelihood, so the VAE rows are compared with our `test/elbo` / `test/elbo_ppl`, the RNNLM rows
@@ -7,8 +7,9 @@ with `test/nll` / `test/ppl`. No number here is verified against the PDF: all ar
 """
 from repro.registry import Reported
 
-REPRINT = "dDua/SentenceIAF README (and one more independent copy), per the paper card"
-MEMORY = "researcher's memory, per the paper card"
+REPRINT = ("dDua/SentenceIAF README (and one more independent copy), "
+           "per docs/papers/bowman2016.md §Results")
+MEMORY = "researcher's memory, per docs/papers/bowman2016.md §Results"
 
 REPORTED = {
     "rnnlm": {
@@ -28,6 +29,7 @@ REPORTED = {
     "vae-inputless": {
         "test/elbo": Reported(125, "unverified (memory)", MEMORY),
         "test/kl": Reported(15, "unverified (memory)", MEMORY),
-        "test/elbo_ppl": Reported(380, "unverified (reprint)", "third-party research notes, per the card"),
+        "test/elbo_ppl": Reported(380, "unverified (reprint)",
+                                  "third-party research notes, per docs/papers/bowman2016.md §Results"),
     },
 }

@@ -8,11 +8,11 @@ implementation details, `presets.py` for the rows, the settings and every reduct
 because the presets need the model's config classes.
 """
 from papers.chen2017_vlae.model import build
-from papers.chen2017_vlae.presets import PAPER as NAME
-from papers.chen2017_vlae.presets import PRESETS, ROWS, make
+from papers.chen2017_vlae.presets import NAME
+from papers.chen2017_vlae.presets import PRESETS, ROWS
 from papers.chen2017_vlae.reported import REPORTED
 from repro.generate import write_qualitative
-from repro.registry import Paper, Variant, register_paper
+from repro.registry import Paper, Variant, presets_of_variant, register_paper
 
 DATA = {"mnist": "dynamically binarised MNIST", "binarized_mnist": "statically binarised MNIST",
         "ptb": "PTB sentences (adaptation, no paper target)"}
@@ -31,11 +31,11 @@ def _describe(row) -> str:
 
 def _variant(name: str) -> Variant:
     row = ROWS[name]
-    cfg = make(name, "smoke")
+    cfg = PRESETS["smoke"](name)
     is_text_vae = row.dataset == "ptb" and row.prior is not None
     return Variant(
         name=name, description=_describe(row), model_config=type(cfg.model), build=build,
-        presets={p: (lambda p=p: make(name, p)) for p in PRESETS},
+        presets=presets_of_variant(PRESETS, name),
         reported=REPORTED.get(name, {}),
         artifacts=write_qualitative if is_text_vae else None, benchmark=is_text_vae,
         costly_posterior_density=row.posterior == "iaf")
@@ -56,9 +56,10 @@ NOT_RUN = {
 
 def _not_run(name: str) -> Variant:
     description, reason = NOT_RUN[name]
-    return Variant(name=name, description=description, model_config=type(make("mnist-vlae", "smoke").model),
-                   build=build, presets={}, reported=REPORTED[name], runnable=False,
-                   not_run_reason=reason)
+    return Variant(name=name, description=description,
+                   model_config=type(PRESETS["smoke"]("mnist-vlae").model), build=build,
+                   presets=presets_of_variant(PRESETS, name, names=()), reported=REPORTED[name],
+                   runnable=False, not_run_reason=reason)
 
 
 PAPER = register_paper(Paper(
@@ -74,7 +75,8 @@ PAPER = register_paper(Paper(
            "or IAF posterior the KL is Monte Carlo (log p(z) from the flow), always unclamped "
            "under free bits. MI over minibatch pools of 32 for every row. The paper's final runs "
            "train on train + valid; ours train on train and select on valid. PTB rows are the "
-           "card's text adaptation (window-limited decoder), with no paper target."),
+           "text adaptation of docs/papers/chen2017_vlae.md §Substitutes (window-limited decoder), "
+           "with no paper target."),
 ))
 
 __all__ = ["PAPER"]

@@ -27,13 +27,13 @@ official code):
   filters in residual blocks, then 4 residual 1x1 blocks (the paper). The masked weights are
   tied (the paper): we read this as one mask-"B" 3x3 layer applied five times after the first,
   mask-"A" layer (`PixelCNNConfig.tied`). The feature map is the Kingma MNIST decoder
-  (`repro.nn.images.BernoulliConvDecoder`) with its last convolution giving 4 maps instead of
+  (`repro.nn.conv.BernoulliConvDecoder`) with its last convolution giving 4 maps instead of
   one logit map; it enters the first layer through an unmasked 3x3 convolution (it depends on
   z only), the image through the mask-"A" one. Receptive field: 6 rows up and 6 columns either
   side, causal in raster order. Blocks are pre-activation `h + conv(elu(h))` (ours: the paper
   gives no block internals; ELU as the rest of the IAF-paper network).
 - Encoder and factorised decoder: the IAF paper's MNIST ResNet VAE (the paper), i.e. Kingma's
-  `repro.nn.images` parts in that paper's App. B layout (three stride-2 residual blocks of
+  `repro.nn.conv` parts in that paper's App. B layout (three stride-2 residual blocks of
   16/32/32 maps with a stride-1 block between each two, convolutional shortcuts, 450 units),
   weight normalisation and data-dependent initialisation. Latent dimension 64 on the PixelCNN
   rows (the paper).
@@ -45,12 +45,12 @@ official code):
 - Free bits on images: 0.01 nats per data dimension (the paper), 7.84 nats an image, in
   Kingma's per-group form: each latent dimension is a group whose batch-mean KL is floored at
   7.84 / d (`pixel_free_bits`; the even split over dimensions is our reading). The loss
-  splits the KL over dimensions (`kl_dims`): per coordinate, analytic for a Gaussian pair, else
-  each coordinate's own log q and log p terms at the single draw (the AF prior's noise term;
-  its log-determinant is zero for the mean-only flow).
+  splits the KL over dimensions (`repro.nn.flows.sample_kl_dims`): per coordinate, analytic
+  for a Gaussian pair, else each coordinate's own log q and log p terms at the single draw
+  (the AF prior's noise term; its log-determinant is zero for the mean-only flow).
 - Optimiser: Adamax, rate 0.002, Polyak averaging with alpha = 0.998 (the paper), the averaged
   weights validated, selected and tested (`repro.averaging`).
-- Text adaptation ("Local data and substitutes" of the suite's brief): the window-limited
+- Text adaptation (docs/papers/chen2017_vlae.md §Substitutes): the window-limited
   decoder is the Yang 2017 causal dilated CNN (`repro.nn.cnn`, shared code) with kernel 2 and
   dilations (1,), (1, 2), (1, 2, 4): it predicts word t from exactly the previous w = 2, 4, 8
   tokens (`<bos>` included); the unrestricted decoder is an LSTM. z is appended to every
@@ -81,17 +81,16 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from repro import schedules
 from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, ModelConfig, bounded
 from repro.model import LanguageModel, LatentVariableModel
-from repro.models import CNNLM, TextVAE, TextVAEConfig
+from repro.sentence_models import CNNLM, TextVAE, TextVAEConfig
 from repro.nn.cnn import DilatedCNNDecoder
-from repro.nn.distributions import LOG_2PI, DiagonalGaussian, has_analytic_kl
-from repro.nn.flows import IAF, IAFConfig, IAFPosterior, log_prob_per_dim
-from repro.nn.images import (SHORTCUTS, BernoulliConvDecoder, ConvEncoder, conv_layout,
+from repro.nn.distributions import DiagonalGaussian
+from repro.nn.flows import IAF, IAFConfig, IAFPosterior
+from repro.nn.conv import (SHORTCUTS, BernoulliConvDecoder, ConvEncoder, conv_layout,
                               data_dependent_init, weight_normalise)
-from repro.nn.priors import AFPrior, AFPriorConfig, PixelCNNConfig, PixelCNNDecoder, make_prior
-from repro.objectives import elbo_loss
+from repro.nn.pixelcnn import PixelCNNConfig, PixelCNNDecoder
+from repro.nn.priors import AFPriorConfig, make_prior
 
 PIXELS = 28 * 28
 FREE_NATS_PER_PIXEL = 0.01                           # the paper: 0.01 nats per data dimension
@@ -148,33 +147,6 @@ class LocalTextLMConfig(ModelConfig):
     dropout: float = bounded(0.0, lo=0.0, hi=1.0)
 
 
-def vlae_loss(model, batch, step: int) -> dict[str, torch.Tensor]:
-    """The single-sample negative ELBO `loss` (with `rec`, `kl`, `elbo`, `kl_weight`). The KL
-    goes to the free-bits rule per latent dimension `(B, d)` (`kl_dims`), which groups it by
-    `free_bits.group_size`."""
-    posterior, prior = model.posterior(batch), model.prior(batch)
-    z, kl = kl_dims(posterior, prior)
-    rec = -model.log_likelihood(batch, z)[0]
-    return elbo_loss(rec, kl, schedules.kl_weight(step, model.cfg.kl), model.cfg.free_bits)
-
-
-def kl_dims(posterior, prior) -> tuple[torch.Tensor, torch.Tensor]:
-    """One reparameterised z `(1, B, d)` and the KL split over dimensions `(B, d)`: analytic for
-    a Gaussian pair; otherwise the single-sample log q(z|x) - log p(z) at that z, each
-    coordinate getting its own terms (`repro.nn.flows.mc_kl_per_dim` for the posterior side,
-    `AFPrior.log_prob_per_dim` for the prior). The split sums to the Monte Carlo KL exactly."""
-    if has_analytic_kl(posterior, prior):
-        return posterior.rsample(1)[0], posterior.kl_per_dim(prior)
-    if isinstance(posterior, DiagonalGaussian):
-        z = posterior.rsample(1)[0]
-        log_q = -0.5 * ((z - posterior.mu).pow(2) * torch.exp(-posterior.logvar)
-                        + posterior.logvar + LOG_2PI)
-    else:
-        z, log_q = posterior.rsample_per_dim(1)
-    log_p = prior.log_prob_per_dim(z) if isinstance(prior, AFPrior) else log_prob_per_dim(prior, z)
-    return z, (log_q - log_p)[0]
-
-
 class ImageVLAE(LatentVariableModel):
     """Conv encoder -> Gaussian (+ IAF) q(z|x); N(0, I) or AF prior; factorised or PixelCNN decoder."""
 
@@ -208,9 +180,6 @@ class ImageVLAE(LatentVariableModel):
         if self.pixelcnn is None:
             return self.decoder.log_likelihood(batch.x, z)
         return self.pixelcnn.log_likelihood(batch.x, self.decoder.logits(z))
-
-    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
-        return vlae_loss(self, batch, step)
 
 
 class PixelCNNLM(LanguageModel):
@@ -250,11 +219,6 @@ class TextVLAE(TextVAE):
         last = out[torch.arange(out.shape[0], device=out.device), batch.num_targets - 1]
         mu, logvar = encoder.to_gaussian(last).float().chunk(2, -1)
         return IAFPosterior(DiagonalGaussian(mu, logvar), last, self.flow)
-
-    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
-        return vlae_loss(self, batch, step)
-
-
 
 
 def build(cfg, corpus):

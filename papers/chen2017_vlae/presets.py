@@ -4,10 +4,11 @@ Rows (`<data>-<model>`). Dynamic MNIST (`mnist`): the N(0, I)-prior VAE, the AF 
 IAF posterior with the factorised decoder; the local PixelCNN decoder with a Gaussian prior and
 with the AF prior (VLAE, the paper's model); the local PixelCNN alone ("unconditional decoder");
 and an unrestricted (deep) PixelCNN with the AF prior for contrast. Static MNIST
-(`binarized_mnist`): the paper's three rows -- IAF VAE, AF VAE, VLAE. PTB (the card's text
-adaptation, no paper target): LSTM decoder (unrestricted history) with N(0, I) prior, AF prior
-and IAF posterior; window-limited CNN decoders (w = 2, 4, 8 previous tokens) with the AF prior,
-w = 4 with the Gaussian prior, and w = 4 without z. OMNIGLOT, Caltech-101 and CIFAR-10 rows are
+(`binarized_mnist`): the paper's three rows -- IAF VAE, AF VAE, VLAE. PTB (the text
+adaptation of docs/papers/chen2017_vlae.md §Substitutes, no paper target): LSTM decoder
+(unrestricted history) with N(0, I) prior, AF prior and IAF posterior; window-limited CNN
+decoders (w = 2, 4, 8 previous tokens) with the AF prior, w = 4 with the Gaussian prior, and
+w = 4 without z. OMNIGLOT, Caltech-101 and CIFAR-10 rows are
 kept with their numbers, not run (`__init__.py`).
 
 `paper` (GPU): the paper's settings -- the IAF paper's MNIST ResNet (its App. B layout: 16/32/32
@@ -26,7 +27,7 @@ data.train_on_valid=true --set train.epochs=<best epoch>`), the unrestricted Pix
 masked 3x3 layers (15 rows up and 15 columns aside, more than half the image, so that decoder
 can model a digit without z). PTB: embedding 512, LSTMs
 of 1024 (He et al.'s size), CNN width 512 with a 256 bottleneck, z 32, AF prior and IAF of
-2 steps of 320 x 320 (the card: "2-4 MADE flow steps"), Adam 1e-3 with clipping 5, KL warm-up
+2 steps of 320 x 320 (the adaptation asks for 2-4 MADE flow steps), Adam 1e-3 with clipping 5, KL warm-up
 over 10,000 updates, up to 40 epochs with patience 5, K = 500: ours.
 
 Evaluation, every row and scale: MI over minibatch pools of 32 (`mi_pool="batch"`; see
@@ -41,7 +42,7 @@ Reductions in `cpu` (and why):
   its averaging and the free bits are `paper`'s; validation and test on the first 2,000 images
   of valid/test (`eval.max_examples`, which the trainer also applies to validation; static MNIST
   rows use the whole splits, as its test split is sorted by class) with K = 128
-  instead of 4096 (slightly pessimistic, card). The first MNIST test digits come from the
+  instead of 4096 (slightly pessimistic, docs/papers/chen2017_vlae.md §Pitfalls). The first MNIST test digits come from the
   cleaner of NIST's two writer pools, so this prefix reads optimistic against the whole split;
   rows are compared on the same images. `repro eval RUN --set eval.max_examples=null --set
   eval.iw_samples=4096` re-scores a run on the whole split.
@@ -56,21 +57,22 @@ local PixelCNN rows ~41 min, the unrestricted PixelCNN ~55 min, the unconditiona
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from papers.chen2017_vlae.model import (ImageVLAEConfig, LocalTextLMConfig, PixelCNNLMConfig,
                                         TextVLAEConfig, pixel_free_bits)
 from repro.config import DataConfig, EvalConfig, KLScheduleConfig, OptimConfig, RunConfig, TrainConfig
 from repro.nn.flows import IAFConfig
-from repro.nn.priors import AFPriorConfig, PixelCNNConfig
+from repro.nn.pixelcnn import PixelCNNConfig
+from repro.nn.priors import AFPriorConfig
 
-PAPER = "chen2017_vlae"
-PRESETS = ("smoke", "cpu", "paper")
+NAME = "chen2017_vlae"
 # PTB windows: kernel 2, so w = 1 + sum(dilations) previous tokens (`<bos>` included).
 WINDOWS = {2: (1,), 4: (1, 2), 8: (1, 2, 4)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Row:
     """What a variant is. `decoder`: factorised | local | unrestricted (images), lstm | local<w>
     (PTB); `prior`: gauss | af, or None for a decoder without z; `posterior`: gauss | iaf."""
@@ -82,33 +84,33 @@ class Row:
 
 
 ROWS = {
-    "mnist-gauss": Row("mnist", "factorised", "gauss"),
-    "mnist-af": Row("mnist", "factorised", "af"),
-    "mnist-iaf": Row("mnist", "factorised", "gauss", "iaf"),
-    "mnist-local-gauss": Row("mnist", "local", "gauss"),
-    "mnist-vlae": Row("mnist", "local", "af"),
-    "mnist-unconditional": Row("mnist", "local", None),
-    "mnist-unrestricted-af": Row("mnist", "unrestricted", "af"),
-    "static-iaf": Row("binarized_mnist", "factorised", "gauss", "iaf"),
-    "static-af": Row("binarized_mnist", "factorised", "af"),
-    "static-vlae": Row("binarized_mnist", "local", "af"),
-    "ptb-gauss": Row("ptb", "lstm", "gauss"),
-    "ptb-af": Row("ptb", "lstm", "af"),
-    "ptb-iaf": Row("ptb", "lstm", "gauss", "iaf"),
-    **{f"ptb-local{w}-af": Row("ptb", f"local{w}", "af") for w in WINDOWS},
-    "ptb-local4-gauss": Row("ptb", "local4", "gauss"),
-    "ptb-local4-lm": Row("ptb", "local4", None),
+    "mnist-gauss": Row(dataset="mnist", decoder="factorised", prior="gauss"),
+    "mnist-af": Row(dataset="mnist", decoder="factorised", prior="af"),
+    "mnist-iaf": Row(dataset="mnist", decoder="factorised", prior="gauss", posterior="iaf"),
+    "mnist-local-gauss": Row(dataset="mnist", decoder="local", prior="gauss"),
+    "mnist-vlae": Row(dataset="mnist", decoder="local", prior="af"),
+    "mnist-unconditional": Row(dataset="mnist", decoder="local", prior=None),
+    "mnist-unrestricted-af": Row(dataset="mnist", decoder="unrestricted", prior="af"),
+    "static-iaf": Row(dataset="binarized_mnist", decoder="factorised", prior="gauss", posterior="iaf"),
+    "static-af": Row(dataset="binarized_mnist", decoder="factorised", prior="af"),
+    "static-vlae": Row(dataset="binarized_mnist", decoder="local", prior="af"),
+    "ptb-gauss": Row(dataset="ptb", decoder="lstm", prior="gauss"),
+    "ptb-af": Row(dataset="ptb", decoder="lstm", prior="af"),
+    "ptb-iaf": Row(dataset="ptb", decoder="lstm", prior="gauss", posterior="iaf"),
+    **{f"ptb-local{w}-af": Row(dataset="ptb", decoder=f"local{w}", prior="af") for w in WINDOWS},
+    "ptb-local4-gauss": Row(dataset="ptb", decoder="local4", prior="gauss"),
+    "ptb-local4-lm": Row(dataset="ptb", decoder="local4", prior=None),
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageScale:
     channels: tuple[int, ...]
     hidden: int
-    latent: int                       # the PixelCNN rows (VLAE and its ablations)
+    latent_size: int                  # the PixelCNN rows (VLAE and its ablations)
     flow_steps: int
     flow_width: int
-    kingma_latent: int                # the factorised rows: Kingma's best model ...
+    kingma_latent_size: int           # the factorised rows: Kingma's best model ...
     kingma_flow_steps: int            # ... its IAF, or that flow as an AF prior
     kingma_flow_width: int
     pixelcnn: PixelCNNConfig          # the local decoder
@@ -118,12 +120,12 @@ class ImageScale:
     eval: EvalConfig
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TextScale:
     embed: int
     hidden: int                       # encoder and decoder LSTMs, CNN channels
     bottleneck: int
-    latent: int
+    latent_size: int
     flow_steps: int
     flow_width: int
     kl_warmup_steps: int
@@ -133,8 +135,8 @@ class TextScale:
 
 
 IMAGE_SCALES = {
-    "smoke": ImageScale((4, 8, 8), hidden=16, latent=4, flow_steps=2, flow_width=8,
-                        kingma_latent=4, kingma_flow_steps=2, kingma_flow_width=8,
+    "smoke": ImageScale(channels=(4, 8, 8), hidden=16, latent_size=4, flow_steps=2, flow_width=8,
+                        kingma_latent_size=4, kingma_flow_steps=2, kingma_flow_width=8,
                         pixelcnn=PixelCNNConfig(feature_maps=2, filters=4, masked_layers=3,
                                                 pointwise_blocks=1, tied=True),
                         unrestricted_layers=4,
@@ -142,39 +144,39 @@ IMAGE_SCALES = {
                         # One thread: on tensors this small, intra-op threads only add overhead.
                         train=TrainConfig(epochs=1, threads=1),
                         eval=EvalConfig(iw_samples=4, iw_chunk=2, max_examples=40, mi_pool="batch")),
-    "cpu": ImageScale((16, 32, 32), hidden=450, latent=64, flow_steps=4, flow_width=320,
-                      kingma_latent=32, kingma_flow_steps=8, kingma_flow_width=480,
+    "cpu": ImageScale(channels=(16, 32, 32), hidden=450, latent_size=64, flow_steps=4, flow_width=320,
+                      kingma_latent_size=32, kingma_flow_steps=8, kingma_flow_width=480,
                       pixelcnn=PixelCNNConfig(tied=True), unrestricted_layers=15,
                       data=DataConfig(batch_size=100, eval_batch_size=32),
                       train=TrainConfig(epochs=10),
                       eval=EvalConfig(iw_samples=128, iw_chunk=16, max_examples=2000, mi_pool="batch")),
-    "paper": ImageScale((16, 32, 32), hidden=450, latent=64, flow_steps=4, flow_width=640,
-                        kingma_latent=32, kingma_flow_steps=8, kingma_flow_width=1920,
+    "paper": ImageScale(channels=(16, 32, 32), hidden=450, latent_size=64, flow_steps=4, flow_width=640,
+                        kingma_latent_size=32, kingma_flow_steps=8, kingma_flow_width=1920,
                         pixelcnn=PixelCNNConfig(tied=True), unrestricted_layers=15,
                         data=DataConfig(batch_size=100, eval_batch_size=32),
                         train=TrainConfig(epochs=1000, early_stop_patience=50),
                         eval=EvalConfig(iw_samples=4096, iw_chunk=64, mi_pool="batch")),
 }
 TEXT_SCALES = {
-    "smoke": TextScale(embed=16, hidden=16, bottleneck=8, latent=4, flow_steps=2, flow_width=8,
+    "smoke": TextScale(embed=16, hidden=16, bottleneck=8, latent_size=4, flow_steps=2, flow_width=8,
                        kl_warmup_steps=5,
                        data=DataConfig(dataset="ptb", train_fraction=0.005, max_vocab=500,
                                        eval_batch_size=32),
                        train=TrainConfig(epochs=1, threads=1),
                        eval=EvalConfig(iw_samples=4, iw_chunk=2, max_examples=40, mi_pool="batch")),
-    "cpu": TextScale(embed=256, hidden=256, bottleneck=128, latent=32, flow_steps=2, flow_width=320,
+    "cpu": TextScale(embed=256, hidden=256, bottleneck=128, latent_size=32, flow_steps=2, flow_width=320,
                      kl_warmup_steps=2600,
                      data=DataConfig(dataset="ptb", eval_batch_size=32),
                      train=TrainConfig(epochs=8),
                      eval=EvalConfig(iw_samples=100, iw_chunk=50, mi_pool="batch")),
-    "paper": TextScale(embed=512, hidden=1024, bottleneck=256, latent=32, flow_steps=2,
+    "paper": TextScale(embed=512, hidden=1024, bottleneck=256, latent_size=32, flow_steps=2,
                        flow_width=320, kl_warmup_steps=10_000,
                        data=DataConfig(dataset="ptb", eval_batch_size=32),
                        train=TrainConfig(epochs=40, early_stop_patience=5),
                        eval=EvalConfig(iw_samples=500, iw_chunk=100, mi_pool="batch")),
 }
 IMAGE_OPTIM = OptimConfig(name="adamax", lr=2e-3, grad_clip=None, polyak=0.998)   # the paper's
-# The IAF paper's MNIST network layout (`repro.nn.images`) and its IAF stabilisers.
+# The IAF paper's MNIST network layout (`repro.nn.conv`) and its IAF stabilisers.
 APPENDIX_B = {"between_strided": 1, "shortcut": "conv"}
 STABILISED = {"weight_norm": True, "output_scale": 0.1}
 TEXT_OPTIM = OptimConfig(lr=1e-3, grad_clip=5.0)
@@ -194,14 +196,14 @@ def image_model(row: Row, s: ImageScale):
     if row.prior is None:
         return PixelCNNLMConfig(pixelcnn=replace(pixelcnn, feature_maps=0))
     if row.decoder == "factorised":
-        latent, steps, width = s.kingma_latent, s.kingma_flow_steps, s.kingma_flow_width
+        latent_size, steps, width = s.kingma_latent_size, s.kingma_flow_steps, s.kingma_flow_width
     else:
-        latent, steps, width = s.latent, s.flow_steps, s.flow_width
+        latent_size, steps, width = s.latent_size, s.flow_steps, s.flow_width
     prior, iaf = _flows(row, steps, width, stabilised=True)
-    return ImageVLAEConfig(latent_size=latent, channels=s.channels, hidden_size=s.hidden,
+    return ImageVLAEConfig(latent_size=latent_size, channels=s.channels, hidden_size=s.hidden,
                            decoder="factorised" if row.decoder == "factorised" else "pixelcnn",
                            pixelcnn=pixelcnn, prior=prior, iaf=iaf,
-                           free_bits=pixel_free_bits(latent), **APPENDIX_B)
+                           free_bits=pixel_free_bits(latent_size), **APPENDIX_B)
 
 
 def text_model(row: Row, s: TextScale):
@@ -211,14 +213,14 @@ def text_model(row: Row, s: TextScale):
                                  dilations=dilations, kernel_size=2)
     prior, iaf = _flows(row, s.flow_steps, s.flow_width)
     return TextVLAEConfig(embed_size=s.embed, encoder_hidden=s.hidden, decoder_hidden=s.hidden,
-                          latent_size=s.latent, z_mode="input",
+                          latent_size=s.latent_size, z_mode="input",
                           kl=KLScheduleConfig(kind="linear", warmup_steps=s.kl_warmup_steps),
                           decoder="lstm" if row.decoder == "lstm" else "cnn",
                           bottleneck=s.bottleneck, dilations=dilations, kernel_size=2,
                           prior=prior, iaf=iaf)
 
 
-def make(variant: str, preset: str) -> RunConfig:
+def _run_config(variant: str, preset: str) -> RunConfig:
     row = ROWS[variant]
     if row.dataset == "ptb":
         s = TEXT_SCALES[preset]
@@ -226,13 +228,17 @@ def make(variant: str, preset: str) -> RunConfig:
     else:
         s = IMAGE_SCALES[preset]
         model, data, optim = image_model(row, s), replace(s.data, dataset=row.dataset), replace(IMAGE_OPTIM)
-    return RunConfig(paper=PAPER, variant=variant, preset=preset, model=model, data=data,
+    return RunConfig(paper=NAME, variant=variant, preset=preset, model=model, data=data,
                      optim=optim, train=replace(s.train), eval=_eval(row, s.eval))
 
 
 def _eval(row: Row, scale_eval: EvalConfig) -> EvalConfig:
-    """Static MNIST's test split is sorted by digit class (shared/data/binarized_mnist/SOURCE.md),
+    """Static MNIST's test split is sorted by digit class (docs/data.md §Static),
     so a prefix of it is mostly zeros and ones: those rows evaluate on the whole split."""
     if row.dataset == "binarized_mnist":
         return replace(scale_eval, max_examples=None)
     return replace(scale_eval)
+
+
+# Preset name -> function of the variant name (`repro.registry.presets_of_variant`).
+PRESETS = {preset: functools.partial(_run_config, preset=preset) for preset in ("smoke", "cpu", "paper")}

@@ -1,15 +1,15 @@
-"""Chen et al. 2017, as recorded on the paper card (`shared/papers/chen2017_vlae.md`).
+"""Chen et al. 2017, as recorded in `docs/papers/chen2017_vlae.md §Results`.
 
 Binary images in nats per image (`test/nll`: importance-sampled, K = 4096 in the paper), KL in
 nats; CIFAR-10 in bits/dim (`test/bits_per_dim`, an upper bound). Every number is tagged
-"verified" (paper conversion) on the card. Only the rows that are this paper's own models are
+"verified" (paper conversion) there. Only the rows that are this paper's own models are
 attached; the other methods of its tables (DRAW, PixelRNN, ...) are not variants here. "IAF VAE"
 is Kingma et al.'s model as Chen et al. quote it; on static MNIST it is the row their AF prior is
 compared with (section 4.2). The PTB rows are the suite's adaptation: no paper target.
 """
 from repro.registry import Reported
 
-SOURCE = "paper conversion (index file id 59575418344), per the paper card"
+SOURCE = "paper conversion (index file id 59575418344), per docs/papers/chen2017_vlae.md §Results"
 VERIFIED = "verified"
 
 

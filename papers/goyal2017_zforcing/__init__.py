@@ -7,10 +7,10 @@ every reduction, `reported.py` for what the paper reports (no number was retriev
 registration lives here because the presets need the model's config classes.
 """
 from papers.goyal2017_zforcing.model import SequenceLMConfig, ZForcingConfig, build
-from papers.goyal2017_zforcing.presets import PAPER as NAME
-from papers.goyal2017_zforcing.presets import SPEECH, VARIANTS, make, presets_of
+from papers.goyal2017_zforcing.presets import NAME
+from papers.goyal2017_zforcing.presets import PRESETS, SPEECH, SPEECH_PRESETS, VARIANTS
 from papers.goyal2017_zforcing.reported import CONTEXT, reported
-from repro.registry import Paper, Variant, register_paper
+from repro.registry import Paper, Variant, presets_of_variant, register_paper
 
 DATASETS = {
     "mnist": "sequential binarized MNIST",
@@ -47,7 +47,7 @@ def _variant(name: str) -> Variant:
     return Variant(
         name=name, description=f"{DATASETS[dataset]}: {ARMS[arm]}",
         model_config=SequenceLMConfig if arm == "lstm" else ZForcingConfig, build=build,
-        presets={p: (lambda p=p: make(name, p)) for p in presets_of(name)},
+        presets=presets_of_variant(PRESETS, name, names=SPEECH_PRESETS if dataset in SPEECH else None),
         reported=reported(name), runnable=dataset not in SPEECH,
         not_run_reason=NOT_RUN if dataset in SPEECH else "",
         benchmark=dataset == "ptb" and arm != "lstm",

@@ -29,8 +29,9 @@ Implementation details (what we do; where the paper, or the co-author code `sord
   activation is a leaky ReLU of slope 1/3 clamped to [-3, 3] (code `LReLU`).
 - Loss per sequence: -log p(x|z) + kl_weight * KL + aux_weight * aux NLL, at one posterior path
   (code `train_blizzard.py`). KL weight min(1, 0.2 + 5e-5 * step) with KL annealing, 1 without
-  (code `kla_sta`, `kld_step`); aux weight linear from `aux_start` to `aux_end` over
-  `aux_warmup_steps` (code: two epochs for Blizzard, 5e-5 per step for TIMIT).
+  (code `kla_sta`, `kld_step`; `repro.schedules.LinearRate`); aux weight linear from
+  `aux_start` to `aux_end` over `aux_warmup_steps` (code: two epochs for Blizzard, 5e-5 per
+  step for TIMIT).
 - KL: sum over steps of the analytic KL(q(z_t | h_{t-1}, b_t) || p(z_t | h_{t-1})), with h
   along a path z ~ q: the usual stochastic-RNN estimate, unbiased for the sequence KL
   E_q[log q(z|x) - log p(z)]; `kl(n_samples)` averages n paths (`eval.mc_samples`).
@@ -75,10 +76,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from papers.goyal2017_zforcing.steps import Steps, make_steps, repeat_rows
-from repro.config import FreeBitsConfig, ModelConfig, bounded
+from repro.config import ModelConfig, bounded
 from repro.model import LanguageModel, LatentVariableModel
 from repro.nn.distributions import DiagonalGaussian
-from repro.objectives import elbo_loss
+from repro.schedules import LinearRate
 
 LOG_2PI = math.log(2 * math.pi)
 # The code skips a batch whose mean KL reaches this; we only count such batches.
@@ -91,6 +92,9 @@ PATH_BLOCK_ELEMENTS = {"cuda": 1 << 30, "cpu": 1 << 26}
 
 @dataclass
 class ZForcingConfig(ModelConfig):
+    # One recurrent size for the forward and backward LSTMs: the protocol's decoder size.
+    shared_sizes = {"embed_size": "embed_size", "decoder_hidden": "hidden_size",
+                    "latent_size": "latent_size"}
     embed_size: int = bounded(512, lo=1)             # code `emb_dim`
     hidden_size: int = bounded(1024, lo=1)           # forward and backward LSTM (`rnn_dim`)
     latent_size: int = bounded(256, lo=1)            # z_t (`z_dim`)
@@ -118,9 +122,10 @@ class SequenceLMConfig(ModelConfig):
     dropout: float = bounded(0.0, lo=0.0, hi=1.0)
 
 
-def kl_weight(step: int, cfg: ZForcingConfig) -> float:
-    """The code's annealing: start at `kl_start`, add `kl_increment` per update, stop at 1."""
-    return min(1.0, cfg.kl_start + cfg.kl_increment * step)
+def kl_schedule_of(cfg: ZForcingConfig) -> LinearRate:
+    """The code's annealing as a core schedule: start at `kl_start`, add `kl_increment` per
+    update, stop at 1. The config keeps the code's two names, which its records hold."""
+    return LinearRate(start_weight=cfg.kl_start, weight_per_step=cfg.kl_increment)
 
 
 def aux_weight(step: int, cfg: ZForcingConfig) -> float:
@@ -341,6 +346,10 @@ class ZForcing(LatentVariableModel):
         posterior = posterior if posterior is not None else self.posterior(batch)
         return posterior.sample(n_samples).kl.sum(2).mean(0)
 
+    @property
+    def kl_schedule(self) -> LinearRate:
+        return kl_schedule_of(self.cfg)
+
     def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
         ctx = self.context(batch)
         mask = ctx.steps.mask
@@ -349,7 +358,7 @@ class ZForcing(LatentVariableModel):
         path = self.sample_path(ctx, eps)
         rec = -self.io.log_prob(path.hidden, ctx.steps, 1)[0]
         kl_steps = path.kl[0]
-        terms = elbo_loss(rec, kl_steps, kl_weight(step, self.cfg), FreeBitsConfig())
+        terms = self.elbo_terms(rec, kl_steps, step)
         aux = self.aux_cost(ctx, path.z[0], path.hidden)
         weight = aux_weight(step, self.cfg)
         terms["loss"] = terms["loss"] + weight * aux.mean()

@@ -72,12 +72,13 @@ Reductions in `cpu`:
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from papers.goyal2017_zforcing.model import SequenceLMConfig, ZForcingConfig
 from repro.config import DataConfig, EvalConfig, OptimConfig, RunConfig, TrainConfig
 
-PAPER = "goyal2017_zforcing"
+NAME = "goyal2017_zforcing"
 # arm -> (KL annealing, auxiliary cost)
 ARMS = {"srnn": (False, False), "srnn-kla": (True, False), "zforcing": (False, True),
         "zforcing-kla": (True, True)}
@@ -101,13 +102,13 @@ AUX_END = 1.0
 PTB_EPOCH, MNIST_EPOCH = 1_315, 1_563
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Scale:
     """Everything that differs between datasets and presets."""
 
     embed: int
     hidden: int
-    latent: int
+    latent_size: int
     mlp: int
     pixels_per_step: int
     kl_increment: float
@@ -140,33 +141,50 @@ SMOKE_EVAL = EvalConfig(iw_samples=4, iw_chunk=2, mc_samples=4, max_examples=40,
 CPU_EVAL = EvalConfig(iw_samples=100, iw_chunk=50, mc_samples=20, mi_pool="batch")
 
 SCALES = {
-    ("mnist", "smoke"): Scale(16, 16, 4, 8, 28, 0.1, AUX_END, 5, _mnist(train_fraction=0.004),
-                              _optim(1e-3), SMOKE_TRAIN, SMOKE_EVAL),
-    ("mnist", "cpu"): Scale(64, 128, 16, 64, 28, 2.5e-4, AUX_END, 2 * MNIST_EPOCH, _mnist(),
-                            _optim(1e-3), TrainConfig(epochs=10), CPU_EVAL),
+    ("mnist", "smoke"): Scale(embed=16, hidden=16, latent_size=4, mlp=8, pixels_per_step=28,
+                              kl_increment=0.1, aux_end=AUX_END, aux_warmup_steps=5,
+                              data=_mnist(train_fraction=0.004), optim=_optim(1e-3),
+                              train=SMOKE_TRAIN, eval=SMOKE_EVAL),
+    ("mnist", "cpu"): Scale(embed=64, hidden=128, latent_size=16, mlp=64, pixels_per_step=28,
+                            kl_increment=2.5e-4, aux_end=AUX_END, aux_warmup_steps=2 * MNIST_EPOCH,
+                            data=_mnist(), optim=_optim(1e-3), train=TrainConfig(epochs=10),
+                            eval=CPU_EVAL),
     # A pixel per step: the weight per pixel is a row's over 28, the same bound per image.
-    ("mnist", "paper"): Scale(512, 1024, 256, 512, 1, KL_INCREMENT, AUX_END / 28, 2 * MNIST_EPOCH,
-                              _mnist(), _optim(1e-3),
-                              TrainConfig(epochs=100, early_stop_patience=10),
-                              EvalConfig(iw_samples=100, iw_chunk=10, mi_pool="batch")),
-    ("ptb", "smoke"): Scale(16, 16, 4, 8, 1, 0.1, AUX_END, 5,
-                            _ptb(train_fraction=0.005, max_vocab=500), _optim(1e-3), SMOKE_TRAIN,
-                            SMOKE_EVAL),
-    ("ptb", "cpu"): Scale(128, 256, 32, 128, 1, 3e-4, AUX_END, 2 * PTB_EPOCH, _ptb(), _optim(1e-3),
-                          TrainConfig(epochs=6), CPU_EVAL),
-    ("ptb", "paper"): Scale(512, 512, 64, 512, 1, KL_INCREMENT, AUX_END, 2 * PTB_EPOCH, _ptb(),
-                            _optim(1e-3), TrainConfig(epochs=40, early_stop_patience=5),
-                            EvalConfig(iw_samples=500, iw_chunk=100, mi_pool="batch")),
+    ("mnist", "paper"): Scale(embed=512, hidden=1024, latent_size=256, mlp=512, pixels_per_step=1,
+                              kl_increment=KL_INCREMENT, aux_end=AUX_END / 28,
+                              aux_warmup_steps=2 * MNIST_EPOCH, data=_mnist(), optim=_optim(1e-3),
+                              train=TrainConfig(epochs=100, early_stop_patience=10),
+                              eval=EvalConfig(iw_samples=100, iw_chunk=10, mi_pool="batch")),
+    ("ptb", "smoke"): Scale(embed=16, hidden=16, latent_size=4, mlp=8, pixels_per_step=1,
+                            kl_increment=0.1, aux_end=AUX_END, aux_warmup_steps=5,
+                            data=_ptb(train_fraction=0.005, max_vocab=500), optim=_optim(1e-3),
+                            train=SMOKE_TRAIN, eval=SMOKE_EVAL),
+    ("ptb", "cpu"): Scale(embed=128, hidden=256, latent_size=32, mlp=128, pixels_per_step=1,
+                          kl_increment=3e-4, aux_end=AUX_END, aux_warmup_steps=2 * PTB_EPOCH,
+                          data=_ptb(), optim=_optim(1e-3), train=TrainConfig(epochs=6),
+                          eval=CPU_EVAL),
+    ("ptb", "paper"): Scale(embed=512, hidden=512, latent_size=64, mlp=512, pixels_per_step=1,
+                            kl_increment=KL_INCREMENT, aux_end=AUX_END,
+                            aux_warmup_steps=2 * PTB_EPOCH, data=_ptb(), optim=_optim(1e-3),
+                            train=TrainConfig(epochs=40, early_stop_patience=5),
+                            eval=EvalConfig(iw_samples=500, iw_chunk=100, mi_pool="batch")),
     # Blizzard: 2,040,064 training sequences / 128 = 15,938 updates per epoch; the auxiliary
     # weight ramps over two of them (`train_blizzard.py`).
-    ("blizzard", "paper"): Scale(1024, 2048, 256, 1024, 1, KL_INCREMENT, AUX_END, 2 * 15_938,
-                                 DataConfig(dataset="blizzard", batch_size=128), _optim(3e-4),
-                                 TrainConfig(epochs=100), EvalConfig(mi_pool="batch")),
+    ("blizzard", "paper"): Scale(embed=1024, hidden=2048, latent_size=256, mlp=1024,
+                                 pixels_per_step=1, kl_increment=KL_INCREMENT, aux_end=AUX_END,
+                                 aux_warmup_steps=2 * 15_938,
+                                 data=DataConfig(dataset="blizzard", batch_size=128),
+                                 optim=_optim(3e-4), train=TrainConfig(epochs=100),
+                                 eval=EvalConfig(mi_pool="batch")),
     # TIMIT's code ramps the auxiliary weight by 5e-5 per update.
-    ("timit", "paper"): Scale(512, 1024, 256, 512, 1, KL_INCREMENT, AUX_END, round(AUX_END / 5e-5),
-                              DataConfig(dataset="timit", batch_size=32), _optim(1e-3),
-                              TrainConfig(epochs=100), EvalConfig(mi_pool="batch")),
+    ("timit", "paper"): Scale(embed=512, hidden=1024, latent_size=256, mlp=512, pixels_per_step=1,
+                              kl_increment=KL_INCREMENT, aux_end=AUX_END,
+                              aux_warmup_steps=round(AUX_END / 5e-5),
+                              data=DataConfig(dataset="timit", batch_size=32), optim=_optim(1e-3),
+                              train=TrainConfig(epochs=100), eval=EvalConfig(mi_pool="batch")),
 }
+# The speech rows are not run here: they record the code's settings, as a `paper` preset only.
+SPEECH_PRESETS = ("paper",)
 
 
 def model_config(arm: str, s: Scale):
@@ -175,7 +193,7 @@ def model_config(arm: str, s: Scale):
                                 pixels_per_step=s.pixels_per_step)
     annealed, aux = ARMS[arm]
     return ZForcingConfig(
-        embed_size=s.embed, hidden_size=s.hidden, latent_size=s.latent, mlp_size=s.mlp,
+        embed_size=s.embed, hidden_size=s.hidden, latent_size=s.latent_size, mlp_size=s.mlp,
         pixels_per_step=s.pixels_per_step,
         kl_start=KL_START if annealed else 1.0, kl_increment=s.kl_increment if annealed else 0.0,
         aux_end=s.aux_end if aux else 0.0, aux_warmup_steps=s.aux_warmup_steps if aux else 0,
@@ -184,14 +202,14 @@ def model_config(arm: str, s: Scale):
         aux_input="z", aux_reduction=AUX_REDUCTION if aux else "sum")
 
 
-def make(variant: str, preset: str) -> RunConfig:
+def _run_config(variant: str, preset: str) -> RunConfig:
     dataset, arm = variant.split("-", 1)
     s = SCALES[(dataset, preset)]
-    return RunConfig(paper=PAPER, variant=variant, preset=preset, model=model_config(arm, s),
+    return RunConfig(paper=NAME, variant=variant, preset=preset, model=model_config(arm, s),
                      data=replace(s.data), optim=replace(s.optim), train=replace(s.train),
                      eval=replace(s.eval))
 
 
-def presets_of(variant: str) -> tuple[str, ...]:
-    dataset = variant.split("-", 1)[0]
-    return tuple(p for (d, p) in SCALES if d == dataset)
+# Preset name -> function of the variant name (`repro.registry.presets_of_variant`); a speech
+# row has only SPEECH_PRESETS of them.
+PRESETS = {preset: functools.partial(_run_config, preset=preset) for preset in ("smoke", "cpu", "paper")}

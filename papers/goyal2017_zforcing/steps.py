@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.config import ConfigError
-from repro.nn.text import OutputLayer
+from repro.nn.lstm import OutputLayer
 
 IMAGE_PIXELS = 28 * 28
 

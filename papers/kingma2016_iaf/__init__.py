@@ -8,11 +8,11 @@ settings and every reduction, `reported.py` for the paper's numbers with their v
 tags. Registration lives here because the presets need the model's config classes.
 """
 from papers.kingma2016_iaf.model import IAFTextVAEConfig, ImageVAEConfig, build
-from papers.kingma2016_iaf.presets import PAPER as NAME
-from papers.kingma2016_iaf.presets import PRESETS, ROWS, make
+from papers.kingma2016_iaf.presets import NAME
+from papers.kingma2016_iaf.presets import PRESETS, ROWS
 from papers.kingma2016_iaf.reported import REPORTED
 from repro.generate import write_qualitative
-from repro.registry import Paper, Variant, register_paper
+from repro.registry import Paper, Variant, presets_of_variant, register_paper
 
 DATA = {"mnist": "dynamically binarised MNIST", "binarized_mnist": "statically binarised MNIST",
         "ptb": "PTB sentences (adaptation, no paper target)"}
@@ -33,7 +33,7 @@ def _variant(name: str) -> Variant:
     return Variant(
         name=name, description=_describe(row),
         model_config=IAFTextVAEConfig if row.dataset == "ptb" else ImageVAEConfig, build=build,
-        presets={p: (lambda p=p: make(name, p)) for p in PRESETS},
+        presets=presets_of_variant(PRESETS, name),
         reported=REPORTED.get(name, {}),
         artifacts=write_qualitative if row.dataset == "ptb" else None,
         benchmark=row.dataset == "ptb", costly_posterior_density=bool(row.iaf_steps))
@@ -41,8 +41,8 @@ def _variant(name: str) -> Variant:
 
 def _cifar_variant(name: str, description: str) -> Variant:
     return Variant(name=name, description=f"CIFAR-10: {description}", model_config=ImageVAEConfig,
-                   build=build, presets={}, reported=REPORTED[name], runnable=False,
-                   not_run_reason=CIFAR_REASON)
+                   build=build, presets=presets_of_variant(PRESETS, name, names=()),
+                   reported=REPORTED[name], runnable=False, not_run_reason=CIFAR_REASON)
 
 
 CIFAR = {

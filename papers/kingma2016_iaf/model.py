@@ -33,7 +33,7 @@ Implementation details (what we do; where the paper, its App. B, or the official
   latent dimension is a group (the paper: single dimensions when nothing is shared; one 32-d
   vector shares nothing), its KL averaged over the minibatch, then floored at lambda (App. C.8,
   `tf_train.py`). `train/kl` and every evaluation report the unclamped KL.
-- MNIST encoder/decoder (`repro.nn.images`, App. B): three stride-2 residual blocks of 16, 32
+- MNIST encoder/decoder (`repro.nn.conv`, App. B): three stride-2 residual blocks of 16, 32
   and 32 maps with a stride-1 block between each two (strides 2, 1, 2, 1, 2), the resampling
   blocks' shortcuts strided 3x3 convolutions, then a 450-unit fully connected layer; a mirrored
   decoder whose up-sampling blocks and their shortcuts are stride-2 transposed convolutions;
@@ -42,7 +42,7 @@ Implementation details (what we do; where the paper, its App. B, or the official
 - Optimiser: Adamax, rate 0.002, PyTorch's betas (0.9, 0.999) = the official code's; Polyak
   averaging of the weights with decay 0.999, the averaged weights validated, selected and
   tested (`repro.averaging`; the official code evaluates its moving average).
-- Text model: `repro.models.TextVAE` (LSTM encoder and decoder, z via the decoder's initial
+- Text model: `repro.sentence_models.TextVAE` (LSTM encoder and decoder, z via the decoder's initial
   state), 32-d z, no KL annealing and no word dropout, so the rows differ only in the posterior
   and the free bits.
 - Objective: the single-sample ELBO (the official code's default of one importance sample).
@@ -77,15 +77,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from repro import schedules
 from repro.config import FreeBitsConfig, KLScheduleConfig, ModelConfig, bounded
 from repro.model import LatentVariableModel
-from repro.models import TextVAE, TextVAEConfig
+from repro.sentence_models import TextVAE, TextVAEConfig
 from repro.nn.distributions import DiagonalGaussian, StandardNormal
-from repro.nn.flows import IAF, IAFConfig, IAFPosterior, sample_kl_dims
-from repro.nn.images import (SHORTCUTS, BernoulliConvDecoder, ConvEncoder, conv_layout,
+from repro.nn.flows import IAF, IAFConfig, IAFPosterior
+from repro.nn.conv import (SHORTCUTS, BernoulliConvDecoder, ConvEncoder, conv_layout,
                               data_dependent_init, weight_normalise)
-from repro.objectives import elbo_loss
 
 
 @dataclass
@@ -93,7 +91,7 @@ class ImageVAEConfig(ModelConfig):
     latent_size: int = bounded(32, lo=1)
     channels: tuple[int, ...] = (16, 32, 32)           # feature maps per stride-2 stage
     blocks_per_stage: int = bounded(1, lo=1)           # residual blocks per stage (depth)
-    # App. B's layout is between_strided=1, shortcut="conv" (`repro.nn.images`); the defaults
+    # App. B's layout is between_strided=1, shortcut="conv" (`repro.nn.conv`); the defaults
     # are the earlier network, so records written before keep their meaning.
     between_strided: int = bounded(0, lo=0)            # stride-1 blocks between stride-2 ones
     shortcut: str = bounded("projection", choices=SHORTCUTS)
@@ -107,15 +105,6 @@ class ImageVAEConfig(ModelConfig):
 @dataclass
 class IAFTextVAEConfig(TextVAEConfig):
     iaf: IAFConfig = field(default_factory=IAFConfig)
-
-
-def elbo_terms(model, batch, step: int) -> dict[str, torch.Tensor]:
-    """The training loss of both models: the single-sample ELBO with the per-dimension KL
-    (analytic or MC at the same z), KL weight and free bits from `model.cfg`."""
-    posterior = model.posterior(batch)
-    z, kl_dims = sample_kl_dims(posterior, model.prior(batch))
-    rec = -model.log_likelihood(batch, z)[0]
-    return elbo_loss(rec, kl_dims, schedules.kl_weight(step, model.cfg.kl), model.cfg.free_bits)
 
 
 class ImageVAE(LatentVariableModel):
@@ -142,9 +131,6 @@ class ImageVAE(LatentVariableModel):
     def log_likelihood(self, batch, z: torch.Tensor) -> torch.Tensor:
         return self.decoder.log_likelihood(batch.x, z)
 
-    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
-        return elbo_terms(self, batch, step)
-
 
 class IAFTextVAE(TextVAE):
     """`TextVAE` whose posterior is refined by IAF steps reading the encoder's last LSTM state."""
@@ -163,9 +149,6 @@ class IAFTextVAE(TextVAE):
         last = out[torch.arange(out.shape[0], device=out.device), lengths - 1]
         mu, logvar = encoder.to_gaussian(last).float().chunk(2, -1)
         return IAFPosterior(DiagonalGaussian(mu, logvar), last, self.flow)
-
-    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
-        return elbo_terms(self, batch, step)
 
 
 def build(cfg, corpus):

@@ -19,7 +19,7 @@ out. Other values: `--set model.free_bits.lam=...`.
 `paper` (GPU), MNIST: App. B's network -- three stride-2 residual blocks of 16, 32 and 32 maps
 with a stride-1 block between each two (strides 2, 1, 2, 1, 2), strided 3x3 convolutions (and
 transposed convolutions in the decoder) as the resampling blocks' shortcuts, 450 hidden units,
-z 32, ELU, weight normalisation with data-dependent initialisation (`repro.nn.images`); the
+z 32, ELU, weight normalisation with data-dependent initialisation (`repro.nn.conv`); the
 rows' IAF sizes with the official code's stabilisers (weight-normalised MADEs, outputs scaled
 by 0.1); Adamax at 2e-3 with Polyak averaging of decay 0.999, used for validation, selection
 and the test, and batch 16 (the official code's `alpha`, averaging and `n_batch`); K = 128
@@ -38,7 +38,7 @@ Every row evaluates MI over minibatch pools of 32 (`mi_pool="batch"`, He et al.'
 and all metrics on the whole test split: a flow posterior's density needs the flow inverted
 (up to d MADE passes a step) for each of N x M (sample, pool member) pairs, which the whole
 test set as pool (M = N = 10,000) would make infeasible; every row uses the same pool so MI
-stays comparable (METRICS.md section 5).
+stays comparable (docs/metrics.md §5).
 
 Reductions in `cpu` (and why): MNIST 30 epochs (the paper trains to convergence, hundreds);
 batch 100 instead of 16 (a sixth of the updates an epoch, each better used by two cores; the
@@ -97,19 +97,22 @@ config and retrain.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from papers.kingma2016_iaf.model import ImageVAEConfig, IAFTextVAEConfig
 from repro.config import DataConfig, EvalConfig, FreeBitsConfig, OptimConfig, RunConfig, TrainConfig
 from repro.nn.flows import IAFConfig
 
-PAPER = "kingma2016_iaf"
-FREE_BITS_LAMBDA = 0.25           # nats per dimension: `kl_min` in openai/iaf (card)
+NAME = "kingma2016_iaf"
+# Nats per dimension: `kl_min` in openai/iaf (docs/papers/kingma2016_iaf.md §Architecture).
+FREE_BITS_LAMBDA = 0.25
 SWEEP_LAMBDAS = (0.125, 0.5, 1.0)
-TEXT_IAF = (2, 320)               # steps, width of the PTB adaptation (the paper's smallest flow)
+# The PTB adaptation's IAF: the paper's smallest flow.
+TEXT_IAF = {"iaf_steps": 2, "iaf_width": 320}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Row:
     """What a variant is: its data, its IAF (0 steps: Gaussian) and its free-bits lambda."""
 
@@ -124,47 +127,48 @@ def _lam_name(lam: float) -> str:
 
 
 def _rows() -> dict[str, Row]:
-    def sweep(prefix: str, steps: int, width: int) -> dict[str, Row]:
-        return {f"{prefix}-iaf-fb-lam{_lam_name(lam)}": Row(prefix, steps, width, lam)
+    def sweep(dataset: str, iaf_steps: int, iaf_width: int) -> dict[str, Row]:
+        return {f"{dataset}-iaf-fb-lam{_lam_name(lam)}":
+                Row(dataset=dataset, iaf_steps=iaf_steps, iaf_width=iaf_width, lam=lam)
                 for lam in SWEEP_LAMBDAS}
 
     return {
-        "mnist-diag": Row("mnist"),
-        "mnist-diag-fb": Row("mnist", lam=FREE_BITS_LAMBDA),
-        "mnist-iaf-d2-w320": Row("mnist", 2, 320),
-        "mnist-iaf-d2-w1920": Row("mnist", 2, 1920),
-        "mnist-iaf-d4-w1920": Row("mnist", 4, 1920),
-        "mnist-iaf-d8-w1920": Row("mnist", 8, 1920),
-        "mnist-iaf-fb": Row("mnist", 2, 320, FREE_BITS_LAMBDA),
-        **sweep("mnist", 2, 320),
-        "static-iaf-d8-w1920": Row("binarized_mnist", 8, 1920),
-        "ptb-gauss": Row("ptb"),
-        "ptb-gauss-fb": Row("ptb", lam=FREE_BITS_LAMBDA),
-        "ptb-iaf": Row("ptb", *TEXT_IAF),
-        "ptb-iaf-fb": Row("ptb", *TEXT_IAF, FREE_BITS_LAMBDA),
-        **sweep("ptb", *TEXT_IAF),
+        "mnist-diag": Row(dataset="mnist"),
+        "mnist-diag-fb": Row(dataset="mnist", lam=FREE_BITS_LAMBDA),
+        "mnist-iaf-d2-w320": Row(dataset="mnist", iaf_steps=2, iaf_width=320),
+        "mnist-iaf-d2-w1920": Row(dataset="mnist", iaf_steps=2, iaf_width=1920),
+        "mnist-iaf-d4-w1920": Row(dataset="mnist", iaf_steps=4, iaf_width=1920),
+        "mnist-iaf-d8-w1920": Row(dataset="mnist", iaf_steps=8, iaf_width=1920),
+        "mnist-iaf-fb": Row(dataset="mnist", iaf_steps=2, iaf_width=320, lam=FREE_BITS_LAMBDA),
+        **sweep("mnist", iaf_steps=2, iaf_width=320),
+        "static-iaf-d8-w1920": Row(dataset="binarized_mnist", iaf_steps=8, iaf_width=1920),
+        "ptb-gauss": Row(dataset="ptb"),
+        "ptb-gauss-fb": Row(dataset="ptb", lam=FREE_BITS_LAMBDA),
+        "ptb-iaf": Row(dataset="ptb", **TEXT_IAF),
+        "ptb-iaf-fb": Row(dataset="ptb", **TEXT_IAF, lam=FREE_BITS_LAMBDA),
+        **sweep("ptb", **TEXT_IAF),
     }
 
 
 ROWS = _rows()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageScale:
     channels: tuple[int, ...]
     hidden: int
-    latent: int
+    latent_size: int
     width_cap: int | None         # MADE width ceiling (None: the row's own)
     data: DataConfig
     train: TrainConfig
     eval: EvalConfig
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TextScale:
     embed: int
     hidden: int
-    latent: int
+    latent_size: int
     width_cap: int | None
     data: DataConfig
     optim: OptimConfig
@@ -175,28 +179,28 @@ class TextScale:
 # MI over pools of 32 for every row (module docstring); one thread for the tiny smoke models.
 SMOKE_EVAL = EvalConfig(iw_samples=4, iw_chunk=2, max_examples=40, mi_pool="batch")
 IMAGE_SCALES = {
-    "smoke": ImageScale((4, 8, 8), hidden=16, latent=4, width_cap=8,
+    "smoke": ImageScale(channels=(4, 8, 8), hidden=16, latent_size=4, width_cap=8,
                         data=DataConfig(train_fraction=0.002, batch_size=50, eval_batch_size=32),
                         train=TrainConfig(epochs=1, threads=1), eval=SMOKE_EVAL),
-    "cpu": ImageScale((16, 32, 32), hidden=450, latent=32, width_cap=480,
+    "cpu": ImageScale(channels=(16, 32, 32), hidden=450, latent_size=32, width_cap=480,
                       data=DataConfig(batch_size=100, eval_batch_size=32),
                       train=TrainConfig(epochs=30),
                       eval=EvalConfig(iw_samples=128, iw_chunk=4, mi_pool="batch")),
-    "paper": ImageScale((16, 32, 32), hidden=450, latent=32, width_cap=None,
+    "paper": ImageScale(channels=(16, 32, 32), hidden=450, latent_size=32, width_cap=None,
                         data=DataConfig(batch_size=16, eval_batch_size=32),
                         train=TrainConfig(epochs=1000, early_stop_patience=50),
                         eval=EvalConfig(iw_samples=128, iw_chunk=16, mi_pool="batch")),
 }
 TEXT_SCALES = {
-    "smoke": TextScale(embed=16, hidden=16, latent=4, width_cap=8,
+    "smoke": TextScale(embed=16, hidden=16, latent_size=4, width_cap=8,
                        data=DataConfig(train_fraction=0.005, max_vocab=500, eval_batch_size=32),
                        optim=OptimConfig(lr=1e-3, grad_clip=5.0),
                        train=TrainConfig(epochs=1, threads=1), eval=SMOKE_EVAL),
-    "cpu": TextScale(embed=256, hidden=256, latent=32, width_cap=None,
+    "cpu": TextScale(embed=256, hidden=256, latent_size=32, width_cap=None,
                      data=DataConfig(eval_batch_size=32), optim=OptimConfig(lr=1e-3, grad_clip=5.0),
                      train=TrainConfig(epochs=12),
                      eval=EvalConfig(iw_samples=100, iw_chunk=50, mi_pool="batch")),
-    "paper": TextScale(embed=512, hidden=1024, latent=32, width_cap=None,
+    "paper": TextScale(embed=512, hidden=1024, latent_size=32, width_cap=None,
                        data=DataConfig(eval_batch_size=32), optim=OptimConfig(lr=1e-3, grad_clip=5.0),
                        train=TrainConfig(epochs=40, early_stop_patience=5),
                        eval=EvalConfig(iw_samples=500, iw_chunk=100, mi_pool="batch")),
@@ -204,7 +208,7 @@ TEXT_SCALES = {
 # The official code's Adamax rate and Polyak decay; no clipping (none in the official code;
 # clipping did not save the depth-8 rows either, see the module docstring).
 IMAGE_OPTIM = OptimConfig(name="adamax", lr=2e-3, grad_clip=None, polyak=0.999)
-# App. B's block layout (`repro.nn.images`), at every scale.
+# App. B's block layout (`repro.nn.conv`), at every scale.
 APPENDIX_B = {"between_strided": 1, "shortcut": "conv"}
 # The official code's IAF stabilisers, on the MNIST rows.
 STABILISED = {"weight_norm": True, "output_scale": 0.1}
@@ -224,21 +228,22 @@ def _free_bits(row: Row) -> FreeBitsConfig:
     return FreeBitsConfig(variant="kingma_group_batchmean", lam=row.lam, group_size=1)
 
 
-def make(variant: str, preset: str) -> RunConfig:
+def _run_config(variant: str, preset: str) -> RunConfig:
     row = ROWS[variant]
     if row.dataset == "ptb":
         s = TEXT_SCALES[preset]
         model = IAFTextVAEConfig(embed_size=s.embed, encoder_hidden=s.hidden, decoder_hidden=s.hidden,
-                                 latent_size=s.latent, iaf=_iaf(row, s.width_cap),
+                                 latent_size=s.latent_size, iaf=_iaf(row, s.width_cap),
                                  free_bits=_free_bits(row))
         data, optim = replace(s.data, dataset="ptb"), replace(s.optim)
     else:
         s = IMAGE_SCALES[preset]
-        model = ImageVAEConfig(latent_size=s.latent, channels=s.channels, hidden_size=s.hidden,
+        model = ImageVAEConfig(latent_size=s.latent_size, channels=s.channels, hidden_size=s.hidden,
                                iaf=_iaf(row, s.width_cap), free_bits=_free_bits(row), **APPENDIX_B)
         data, optim = replace(s.data, dataset=row.dataset), replace(IMAGE_OPTIM)
-    return RunConfig(paper=PAPER, variant=variant, preset=preset, model=model, data=data,
+    return RunConfig(paper=NAME, variant=variant, preset=preset, model=model, data=data,
                      optim=optim, train=replace(s.train), eval=replace(s.eval))
 
 
-PRESETS = ("smoke", "cpu", "paper")
+# Preset name -> function of the variant name (`repro.registry.presets_of_variant`).
+PRESETS = {preset: functools.partial(_run_config, preset=preset) for preset in ("smoke", "cpu", "paper")}

@@ -1,4 +1,4 @@
-"""Kingma et al. 2016, as recorded on the paper card (`shared/papers/kingma2016_iaf.md`).
+"""Kingma et al. 2016, as recorded in `docs/papers/kingma2016_iaf.md §Results`.
 
 MNIST (Table 1, dynamically binarised; the static result from the text) in nats per image. The
 paper prints log-likelihoods, larger is better (-81.08); we store the negative, the NLL our
@@ -6,29 +6,30 @@ evaluation reports (81.08): `test/nll` is the paper's log p(x) estimate (importa
 K = 128), `test/elbo` its VLB, both negated. The paper's +/- is over 5 runs (kept in `note`).
 CIFAR-10 (Table 2 and the ablations) in bits/dim, `test/bits_per_dim`: kept, not run here.
 
-Tags exactly as on the card: Table 1's values are verified except the diagonal row's log p(x)
+Tags exactly as recorded there: Table 1's values are verified except the diagonal row's log p(x)
 and the IAF rows' values other than -79.10, which come from a clean third-party copy matching
 every value the conversion shows (so they carry that source, tagged "unverified (reprint)").
 The suite's PTB rows are an adaptation with no paper target: they carry no numbers.
 """
 from repro.registry import Reported
 
-PAPER = "paper conversion (index file id 63608951736), per the paper card"
-REPRINT = "third-party copy of Table 1 (research notes 70078123077), per the paper card"
-TEXT = "paper text (static MNIST), per the paper card"
-README = "openai/iaf README (released TF checkpoint), per the paper card"
+PAPER_TEXT = "paper conversion (index file id 63608951736), per docs/papers/kingma2016_iaf.md §Results"
+REPRINT = ("third-party copy of Table 1 (research notes 70078123077), "
+           "per docs/papers/kingma2016_iaf.md §Results")
+TEXT = "paper text (static MNIST), per docs/papers/kingma2016_iaf.md §Results"
+README = "openai/iaf README (released TF checkpoint), per docs/papers/kingma2016_iaf.md §Evaluation"
 VERIFIED, UNVERIFIED = "verified", "unverified (reprint)"
 
 
 def _mnist(vlb, vlb_tag, vlb_std, nll, nll_tag, nll_std):
     def one(value, tag, std, what):
-        source = PAPER if tag == VERIFIED else REPRINT
+        source = PAPER_TEXT if tag == VERIFIED else REPRINT
         return Reported(value, tag, source, note=f"paper: {what} -{value} (+/- {std}, 5 runs)")
     return {"test/elbo": one(vlb, vlb_tag, vlb_std, "VLB"),
             "test/nll": one(nll, nll_tag, nll_std, "log p(x) ~")}
 
 
-def _bpd(value, source=PAPER, note=""):
+def _bpd(value, source=PAPER_TEXT, note=""):
     return {"test/bits_per_dim": Reported(value, VERIFIED, source, note)}
 
 
@@ -40,7 +41,8 @@ REPORTED = {
     "mnist-iaf-d8-w1920": _mnist(80.80, VERIFIED, 0.07, 79.10, VERIFIED, 0.07),
     "static-iaf-d8-w1920": {"test/nll": Reported(
         79.88, VERIFIED, TEXT,
-        note="paper: 'deep IAF VAE', log p(x) ~ -79.88; its configuration is not on the card, "
+        note="paper: 'deep IAF VAE', log p(x) ~ -79.88; its configuration is not given (docs/papers/kingma2016_iaf.md "
+             "§Results), "
              "the depth-8 width-1920 row is our attribution")},
     "cifar10-resnet-iaf": _bpd(3.11, note="ResNet VAE with IAF, Table 2 (<=); the README gives "
                                           "3.15 with 1 sample and 3.111 with 10,000 IS samples"),

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 import torch
 
 from repro.nn.flows import mc_kl_per_dim
+from repro.runs import load_trained
+
+
+
 
 THRESHOLDS = (100.0, 1e3, 1e6)       # nats; an ordinary MNIST posterior draw costs about 25
 
@@ -64,7 +68,7 @@ def count_runaways(model, batches, draws: int, seed: int = 0,
         worst=[(int(index[i]), largest[i].item()) for i in order])
 
 
-def render(count: RunawayCount, images: int) -> str:
+def render_runaways(count: RunawayCount, images: int) -> str:
     lines = [f"{images} images x {count.draws_per_image} fresh draws: single-draw KL mean "
              f"{count.mean:.6g}, median {count.median:.4g} nats"]
     lines += [f"  above {t:g} nats: {n} draws ({n / (images * count.draws_per_image):.2e}) "
@@ -74,7 +78,6 @@ def render(count: RunawayCount, images: int) -> str:
 
 
 def main(argv=None) -> int:
-    from repro.runs import load_trained
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir")
     parser.add_argument("--split", default="test")
@@ -95,7 +98,7 @@ def main(argv=None) -> int:
     else:
         batches = corpus.batches(args.split, args.batch_size, shuffle=False)   # as `evaluate`
         images = len(split)
-    print(render(count_runaways(model, batches, args.draws, args.seed), images))
+    print(render_runaways(count_runaways(model, batches, args.draws, args.seed), images))
     return 0
 
 

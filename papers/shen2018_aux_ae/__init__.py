@@ -10,7 +10,7 @@ for why no paper number is compared and the table's metrics.
 from papers.shen2018_aux_ae.model import build
 from papers.shen2018_aux_ae.presets import MODELS, PRESETS
 from papers.shen2018_aux_ae.reported import REPORTED, TABLE_METRICS
-from repro.dialog import write_dialog_evaluation
+from repro.dialog_models import write_dialog_evaluation
 from repro.registry import Paper, Variant, presets_of_variant, register_paper
 
 DESCRIPTIONS = {
@@ -51,6 +51,6 @@ PAPER = register_paper(Paper(
            "The -gaussian row is the same model with a diagonal Gaussian latent and the analytic "
            "KL; its NLL scores the phase-1 decoder fed the phase-2 code g(c, z). BLEU is "
            "Zhao's sentence BLEU (method7) over N = 10 prior samples, single reference, from the "
-           "kgCVAE package's driver (`repro.dialog`); samples are in each run's "
+           "kgCVAE package's driver (`repro.dialog_models`); samples are in each run's "
            "`dialog_samples.txt`."),
 ))

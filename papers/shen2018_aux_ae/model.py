@@ -17,11 +17,11 @@ Implementation details:
 - Data: DailyDialog, one example per response turn after the first, context = up to 10
   previous turns, vocabulary of the top 10k lower-cased train words, utterances cut at 40 words
   (suite, mirroring the kgCVAE setup for comparability; `repro.data.dialog`).
-- Context c: the shared hierarchical encoder (`repro.dialog.HierarchicalContextEncoder`: a
+- Context c: the shared hierarchical encoder (`repro.dialog_models.HierarchicalContextEncoder`: a
   bidirectional GRU per turn, a floor bit, a GRU over turns) (suite, as for kgCVAE).
 - VED baselines: q(z|x, c) = one linear layer on [c, x] -> diagonal Gaussian, x the response
   through the context's utterance encoder; p(z|c) = a tanh layer then a linear one; decoder: a
-  GRU whose initial state is linear in [c, z] (`repro.dialog.ResponseDecoder`); loss = rec +
+  GRU whose initial state is linear in [c, z] (`repro.dialog_models.ResponseDecoder`); loss = rec +
   w_KL KL, KL analytic between the two Gaussians. "ved": w_KL = 1 throughout; "ved-kl-anneal":
   w_KL linear from 0 to 1 (kgCVAE's schedule; suite).
 - Phase 1 (`ResponseAutoencoder`): a GRU over `<bos> x <eos>` (bidirectional, like the
@@ -84,7 +84,7 @@ Implementation details:
   (`evaluation_terms`): the regulariser's value (`mmd`, or `adv_js` and `adv_loss`; never
   reported as a KL), `match`, and `objective` = match + w x that value, by which validation
   selects the best checkpoint.
-- Dialog metrics, every variant (`repro.dialog.write_dialog_evaluation`, the kgCVAE package's
+- Dialog metrics, every variant (`repro.dialog_models.write_dialog_evaluation`, the kgCVAE package's
   driver): Zhao BLEU precision/recall over N prior samples (one reference), sacreBLEU corpus
   BLEU of the first sample, distinct-1/2, and `rc_ppl_posterior` (z from the posterior, the
   regulariser left out: defined for the implicit latent too).
@@ -107,15 +107,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from repro import schedules
-from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, bounded
-from repro.dialog import (DialogModelConfig, GaussianNetwork, HierarchicalContextEncoder,
+from repro.config import ConfigError, KLScheduleConfig, bounded
+from repro.dialog_models import (DialogModelConfig, GaussianNetwork, HierarchicalContextEncoder,
                           ResponseDecoder, SampledResponses, UtteranceEncoder, decode_responses)
 from repro.model import LatentVariableModel
-from repro.models import DecoderInputs
+from repro.sentence_models import DecoderInputs
 from repro.nn.distributions import DiagonalGaussian
-from repro.objectives import elbo_loss
-from repro.train import updates_per_epoch
+from repro.nn.flows import sample_kl_dims
+from repro.data import updates_per_epoch
 
 VARIANCE_FLOOR = 1e-6
 BANDWIDTH_FLOOR = 1e-12
@@ -195,13 +194,11 @@ class DialogVED(LatentVariableModel):
         """log p(x|c, z) `(n, B)` for z `(n, B, d)`."""
         return self._log_likelihood(batch, self.latent.context(batch), z)
 
-    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
+    def elbo_pieces(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """As the default, with c computed once for q, p and the decoder."""
         c = self.latent.context(batch)
-        posterior, prior = self._posterior(batch, c), self.latent.prior(c)
-        z, _ = posterior.rsample(1)
-        rec = -self._log_likelihood(batch, c, z)[0]
-        return elbo_loss(rec, posterior.kl_per_dim(prior), schedules.kl_weight(step, self.cfg.kl),
-                         FreeBitsConfig())
+        z, kl_dims = sample_kl_dims(self._posterior(batch, c), self.latent.prior(c))
+        return -self._log_likelihood(batch, c, z)[0], kl_dims
 
     def sample_responses(self, batch, num_samples: int, max_len: int, generator=None) -> SampledResponses:
         """N responses per context: z ~ p(z|c), greedy decoding."""
@@ -324,11 +321,9 @@ class AuxAutoencoderVED(LatentVariableModel):
         with torch.no_grad():  # the codes are targets: the frozen autoencoder must not drift
             code = self.autoencoder.encode(batch)
         c = self.ved.context(batch)
-        posterior, prior = self.ved.posterior(c, code), self.ved.prior(c)
-        z, _ = posterior.rsample(1)
+        z, kl_dims = sample_kl_dims(self.ved.posterior(c, code), self.ved.prior(c))
         match = code_nll(code, self.ved.generate(c, z))[0]
-        terms = elbo_loss(match, posterior.kl_per_dim(prior), schedules.kl_weight(step, self.cfg.kl),
-                          FreeBitsConfig())
+        terms = self.elbo_terms(match, kl_dims, step)
         terms["match"], terms["code_elbo"] = terms.pop("rec"), terms.pop("elbo")
         return terms
 

@@ -63,7 +63,7 @@ from dataclasses import replace
 
 from papers.shen2018_aux_ae.model import AuxAEConfig, DialogVEDConfig
 from repro.config import DataConfig, EvalConfig, KLScheduleConfig, OptimConfig, RunConfig, TrainConfig
-from repro.dialog import DialogEvalConfig
+from repro.dialog_models import DialogEvalConfig
 
 MAX_WORDS = 40
 MAX_CONTEXT = 10

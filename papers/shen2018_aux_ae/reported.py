@@ -2,7 +2,8 @@
 baseline list or number, so every metric of the table carries "not retrieved" for every
 variant, and the table says "no paper number" on each row.
 
-`TABLE_METRICS` are the suite's protocol for this paper (METRICS.md sections 1-8): the shared
+`TABLE_METRICS` are the suite's protocol for this paper (docs/metrics.md §1-§8,
+docs/papers/shen2018_aux_ae.md §Evaluation): the shared
 evaluation's IW-NLL, PPL, ELBO, KL, MI, AU, the kgCVAE code's reconstruction perplexity, the
 sampled-response metrics over N = 10 prior samples with one reference, and, for the implicit
 latent, the phase-2 regulariser and match (`test/mmd`, `test/match`).
@@ -12,7 +13,7 @@ density, so it has no IW-NLL, PPL, ELBO, KL or MI: its regulariser is an MMD^2, 
 `test/mmd` and never as a KL; its AU is counted on Monte Carlo estimates of E[z|x]. The
 Gaussian models have no MMD.
 """
-from repro.dialog import sampled_metric_name
+from repro.dialog_models import sampled_metric_name
 from repro.registry import Reported
 
 NUM_SAMPLES = 10  # the suite's protocol: N = 10 prior samples per context

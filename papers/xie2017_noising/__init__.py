@@ -1,15 +1,16 @@
 """Xie et al. 2017, *Data Noising as Smoothing in Neural Network Language Models* (ICLR 2017).
 
-Registers the paper's PTB language-modelling table as variants, and the `ptb_stream` dataset
-its stream LM reads; see `model.py` for the method and its implementation details,
-`presets.py` for the settings and every reduction, `reported.py` for what the card gives.
+Registers the paper's PTB language-modelling table as variants (its stream LM reads the core's
+`ptb_stream` dataset, `repro/data/stream.py`) and the benchmark's noising VAE (`vae.py`); see
+`model.py` for the method and its implementation details, `presets.py` for the settings and every reduction, `reported.py` for what is known of its numbers
+(docs/papers/xie2017_noising.md §Results).
 Registration lives here, not in `model.py`, because the presets need the model's config class.
 """
 from papers.xie2017_noising.model import NoisingLMConfig, build
 from papers.xie2017_noising.presets import MODELS, PRESETS, SIZES
 from papers.xie2017_noising import vae
 from papers.xie2017_noising.reported import CONTEXT, REPORTED
-from repro.registry import Paper, Variant, register_paper
+from repro.registry import Paper, Variant, presets_of_variant, register_paper
 
 SCHEME_TEXT = {"none": "no noising (dropout only): the baseline",
                "blank": "blank noising: input -> <_> with probability γ",
@@ -25,8 +26,16 @@ def _variant(name: str) -> Variant:
                    f"{SCHEME_TEXT[scheme]}" + (f", γ = {model.noise.gamma}" if scheme != "none" else ""))
     return Variant(
         name=name, description=description, model_config=NoisingLMConfig, build=build,
-        presets={p: (lambda make=make, name=name: make(name)) for p, make in PRESETS.items()},
-        reported=REPORTED[name])
+        presets=presets_of_variant(PRESETS, name), reported=REPORTED[name])
+
+
+def _vae_variant() -> Variant:
+    return Variant(
+        name=vae.NAME, description=(f"LSTM-VAE (Bowman sizes), unigram noising of decoder inputs, "
+                                    f"γ = {vae.GAMMA}, KL weight 1: the benchmark's noising row "
+                                    "(no paper number)"),
+        model_config=vae.NoisedTextVAEConfig, build=vae.build,
+        presets=presets_of_variant(PRESETS, vae.NAME), benchmark=True, in_paper_table=False)
 
 
 PAPER = register_paper(Paper(
@@ -34,7 +43,7 @@ PAPER = register_paper(Paper(
     title="Xie et al. 2017 — Data Noising as Smoothing in Neural Network Language Models (PTB)",
     citation=("Xie, Wang, Li, Lévy, Nie, Jurafsky, Ng. ICLR 2017. arXiv:1703.02573. "
               "Code: stanfordmlgroup/nlm-noising."),
-    variants={**{name: _variant(name) for name in MODELS}, vae.NAME: vae.VARIANT},
+    variants={**{name: _variant(name) for name in MODELS}, vae.NAME: _vae_variant()},
     table_metrics=("test/ppl",),
     notes=("`test/ppl` here is a stream perplexity: per token of the continuous PTB test stream, "
            "`<eos>` counted, LSTM state carried across sentences, batch 1 (the paper's protocol). "

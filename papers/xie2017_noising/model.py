@@ -3,42 +3,44 @@
 The model is the TF PTB-tutorial LSTM language model (`stanfordmlgroup/nlm-noising`, `lm.py`)
 trained on the continuous PTB stream; the method is the noise applied to each training window
 (`repro.data.noise`, shared with Bowman's word dropout). Implementation details, each with
-where the card (`shared/papers/xie2017_noising.md`) or the reference code says so:
+where the paper's facts (`docs/papers/xie2017_noising.md`, "docs" below) or the reference
+code say so:
 
 - Model: embedding -> 2-layer LSTM -> softmax, embedding size = hidden size, input and output
-  embeddings untied (card, verified from `lm.py`).
+  embeddings untied (docs §Architecture, verified from `lm.py`).
 - Dropout with probability `dropout` on the input embeddings and on every LSTM layer's output,
-  the top one included (card; `lm.py`'s `DropoutWrapper(output_keep_prob)` on each cell), so
+  the top one included (docs; `lm.py`'s `DropoutWrapper(output_keep_prob)` on each cell), so
   between the layers too (`nn.LSTM(dropout=...)`) and before the softmax.
-- Initialisation: every parameter U(-0.1, 0.1) (card, verified); `lm.py` adds a forget bias of
+- Initialisation: every parameter U(-0.1, 0.1) (docs, verified); `lm.py` adds a forget bias of
   1.0 inside its `BasicLSTMCell`, so we add 1.0 to the forget gate's bias. PyTorch has two LSTM
   biases where TF has one; the second is zeroed (besides that 1.0) so their sum keeps the
   U(-0.1, 0.1) spread. (Whether TF 1.x gave its LSTM bias the scope's uniform initialiser or
-  zeros is not checked; the card says every parameter.)
-- Stream training (card; `loader.py` `_reshape_data`): the train split is one token stream
-  with `<eos>` after each sentence, cut into 20 rows and read in windows of 35; the LSTM state is
-  carried from window to window (gradients truncated at the window edge) and reset at the start
-  of each epoch and of each evaluation (`papers.xie2017_noising.stream`).
+  zeros is not checked; the docs say every parameter.)
+- Stream training (docs §Training; `loader.py` `_reshape_data`): the train split is one token
+  stream with `<eos>` after each sentence, cut into 20 rows and read in windows of 35; the LSTM
+  state is carried from window to window (gradients truncated at the window edge) and reset at the start
+  of each epoch and of each evaluation (`repro.data.stream`).
 - Loss: the window's summed target NLL over the rows' mean (`sequence_loss_by_example` summed,
   divided by batch size, in `lm.py`); that scale matters for SGD at lr 1 with clipping at 5.
-- Noising, training windows only (card; `lm.py` calls `noise_batch` for the train split only),
-  with one Bernoulli draw per input position (card, verified, `loader.py` `noise_batch`):
-  * blank: probability γ, input -> `<_>`, an extra id appended after the vocabulary (card); the
+- Noising, training windows only (docs; `lm.py` calls `noise_batch` for the train split only),
+  with one Bernoulli draw per input position (docs §Architecture, verified, `loader.py`
+  `noise_batch`):
+  * blank: probability γ, input -> `<_>`, an extra id appended after the vocabulary (docs); the
     softmax has that output too in every variant, as in the code;
-  * unigram: probability γ, input -> a draw from the training unigram distribution (card);
+  * unigram: probability γ, input -> a draw from the training unigram distribution (docs);
   * bigram KN: probability γ · N1+(x, •) / c(x) with x the input token itself
     (`--absolute_discounting`), and both the input and the target at that position replaced by
-    independent draws from the continuation distribution ∝ N1+(•, w) (card, "KN noising breaks
-    (x, y) consistency": done exactly so). Counts are over consecutive pairs of the training
+    independent draws from the continuation distribution ∝ N1+(•, w) (docs §Pitfalls: this
+    breaks the (x, y) pairing; done exactly so). Counts are over consecutive pairs of the training
     stream, `<eos>` included, as `utils.py` counts them.
   No id is protected: in a stream `<eos>` is an ordinary token and the code noises it too.
 - Noise draws come from torch's global RNG, seeded by the run's `seed` (in the record) and
   saved in every checkpoint, so a run is reproducible and resumes exactly; the code's NumPy
-  draws are unseeded (card pitfall).
+  draws are unseeded (docs §Pitfalls).
 - Evaluation: exact log-likelihood of the stream, state carried across windows, at the eval
-  batch size (1 in every preset: the paper's exact stateful test pass, card). `test/ppl` is the
-  per-token perplexity of the continuous PTB test stream with `<eos>` counted; `test/nll` is
-  per row-window, not per sentence, and is not reported in the table.
+  batch size (1 in every preset: the paper's exact stateful test pass, docs §Evaluation).
+  `test/ppl` is the per-token perplexity of the continuous PTB test stream with `<eos>` counted;
+  `test/nll` is per row-window, not per sentence, and is not reported in the table.
 
 Deviations (sizes, epochs and values not retrieved are in `presets.py`):
 - None in the LR schedule: after an epoch without a new best validation PPL the rate is
@@ -63,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from papers.xie2017_noising.stream import StreamBatch, StreamCorpus
+from repro.data.stream import StreamBatch, StreamCorpus
 from repro.config import ConfigError, ModelConfig, bounded
 from repro.data.noise import NoiseConfig, build_noise
 from repro.model import LanguageModel

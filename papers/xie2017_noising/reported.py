@@ -1,8 +1,8 @@
-"""Xie et al. 2017's PTB numbers as recorded on the paper card (`shared/papers/xie2017_noising.md`).
+"""Xie et al. 2017's PTB numbers as recorded in `docs/papers/xie2017_noising.md §Results`.
 
-The card could not retrieve the PTB table (valid/test perplexity for no noising, blank, unigram
+The PTB table was not retrieved (valid/test perplexity for no noising, blank, unigram
 and bigram-KN noising at 512 and 1500 units): every row is "not retrieved", with no value, and
-no number may be used as a target. What the card does give:
+no number may be used as a target. What is recorded:
 - the data sizes (verified), checked against our stream in the tests;
 - Zaremba et al. 2014's dropout LSTMs on the same data as context (unverified (memory)): not
   Xie's rows, not targets, so they are shown in the table's notes, not in its paper column;
@@ -12,7 +12,7 @@ no number may be used as a target. What the card does give:
 """
 from repro.registry import Reported
 
-CARD = "paper card: the PTB table was not retrieved"
+CARD = "docs/papers/xie2017_noising.md §Results: the PTB table was not retrieved"
 NOT_RETRIEVED = Reported(None, "not retrieved", CARD,
                          note="stream test perplexity; no number may be used as a target")
 
@@ -20,10 +20,11 @@ VARIANTS = [f"{size}-{scheme}" for size in ("medium", "large")
             for scheme in ("none", "blank", "unigram", "bigram-kn")]
 REPORTED = {name: {"test/ppl": NOT_RETRIEVED} for name in VARIANTS}
 
-# PTB stream tokens with `<eos>` (paper: 929k / 73k / 82k; card: verified, exact local counts).
+# PTB stream tokens with `<eos>` (paper: 929k / 73k / 82k, verified; exact local counts:
+# docs/papers/xie2017_noising.md §Data).
 STREAM_TOKENS = {"train": 929_589, "valid": 73_760, "test": 82_430}
 
-ZAREMBA = "Zaremba et al. 2014, per the card"
+ZAREMBA = "Zaremba et al. 2014, per docs/papers/xie2017_noising.md §Results"
 ZAREMBA_2014 = {
     "medium (650 units)": {"valid/ppl": Reported(86.2, "unverified (memory)", ZAREMBA),
                            "test/ppl": Reported(82.7, "unverified (memory)", ZAREMBA)},

@@ -1,23 +1,23 @@
 """Yang et al. 2017: a text VAE whose decoder is a causal dilated CNN; the decoder's receptive
 field sets how much it can model without z, and so how much information the VAE puts in z.
 
-Implementation details (what we do; where the paper card, `shared/papers/yang2017_dilated_cnn.md`,
-says so -- every card entry here is tagged "unverified (memory)" unless stated):
+Implementation details (what we do; where the paper's facts, `docs/papers/yang2017_dilated_cnn.md`
+("docs" below), say so -- every entry cited here is tagged "unverified (memory)" unless stated):
 
 - Encoder: one-layer LSTM over the document; its last state gives a diagonal Gaussian q(z|x);
-  prior N(0, I); 32-d latent in the `paper` preset (card, architecture table).
+  prior N(0, I); 32-d latent in the `paper` preset (docs §Architecture).
 - CNN decoder: `repro.nn.cnn.DilatedCNNDecoder`, residual bottleneck blocks 1x1 -> causal
-  dilated 1x3 -> 1x1 (card), pre-activation ReLUs and no normalisation (ours: not on the card).
+  dilated 1x3 -> 1x1 (docs), pre-activation ReLUs and no normalisation (ours: not in the docs).
   Dilations SCNN [1, 2, 4], MCNN [1, 2, 4, 8, 16], LCNN [1, 2, 4, 8, 16] x 2, VLCNN
-  [1, 2, 4, 8, 16] x 3 (card), i.e. receptive fields of 15 / 63 / 125 / 187 tokens.
-- Causality: every dilated convolution is left-padded, no look-ahead (card, pitfalls);
+  [1, 2, 4, 8, 16] x 3 (docs), i.e. receptive fields of 15 / 63 / 125 / 187 tokens.
+- Causality: every dilated convolution is left-padded, no look-ahead (docs §Pitfalls);
   tested by gradients in tests/test_cnn_decoder.py.
-- z in the decoder: concatenated to the word embedding at every position (card), then carried
+- z in the decoder: concatenated to the word embedding at every position (docs), then carried
   to every block by the residual stream. The decoder can also add z to every block directly
-  (`z_every_layer`); the presets keep the card's input-only form.
-- LSTM-VAE: the same encoder with an LSTM decoder (card: "same encoder"); z enters it the same
-  way as the CNN's, appended to every input (`z_mode="input"`, ours: the card does not say).
-- LM rows: LSTM-LM (`repro.models.LSTMLM`) and CNN-LM (the CNN decoder without z, one per
+  (`z_every_layer`); the presets keep the documented input-only form.
+- LSTM-VAE: the same encoder with an LSTM decoder (docs: the same encoder); z enters it the same
+  way as the CNN's, appended to every input (`z_mode="input"`, ours: the docs do not say).
+- LM rows: LSTM-LM (`repro.sentence_models.LSTMLM`) and CNN-LM (the CNN decoder without z, one per
   dilation configuration), scored by their exact likelihood.
 - "+ init": the encoder is initialised from a separately trained language model (the paper). The
   LM is its own run, the `lstm-lm` row of the same preset and seed (`model.encoder_init_lm`),
@@ -28,12 +28,12 @@ says so -- every card entry here is tagged "unverified (memory)" unless stated):
   vocabulary is checked to be the run's. Without that finished run the "+ init" run stops at
   once and names the `repro train` command to run first.
 - KL weight annealed linearly to 1 (the paper, from memory: "from a small value to 1"); the
-  start and length are the presets' choices. Adam (card); dropout on the decoder (card; the rate is ours), on its
-  embeddings and top states; early stopping on the validation ELBO in `paper` (card), and the
-  best-validation checkpoint is the one tested.
-- Evaluation: the paper's NLL is the single-sample negative ELBO (card: He et al. print it with
-  "<="), our `elbo` / `elbo_ppl`; PPL counts `<eos>` (METRICS.md section 3; the card could not
-  say whether the paper does). We also report IW-NLL, MI and active units for every latent row.
+  start and length are the presets' choices. Adam (docs §Training); dropout on the decoder
+  (docs; the rate is ours), on its embeddings and top states; early stopping on the validation
+  ELBO in `paper` (docs), and the best-validation checkpoint is the one tested.
+- Evaluation: the paper's NLL is the single-sample negative ELBO (docs §Evaluation: He et al.
+  print it with "<="), our `elbo` / `elbo_ppl`; PPL counts `<eos>` (docs/metrics.md §3;
+  whether the paper does is not retrieved). We also report IW-NLL, MI and active units for every latent row.
 
 Deviations from the paper:
 - "+ init" LM: trained for the `lstm-lm` row's epochs (with its early stopping in `paper`),
@@ -41,8 +41,8 @@ Deviations from the paper:
 - The CNN decoder replaces `TextVAE`'s LSTM decoder after construction, so `decoder_hidden` is
   the CNN's channel width in `CNNVAEConfig` and an unused LSTM is built and dropped at start-up.
 - Sizes, schedule lengths, epochs, data and the PTB dilation sets: see `presets.py`.
-- The card's "CNN" rows (best CNN configuration, unnamed) are compared with LCNN: see
-  `reported.py`.
+- The paper's "CNN" rows (best CNN configuration, unnamed; docs §Results) are compared with
+  LCNN: see `reported.py`.
 """
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from repro.config import ConfigError, ModelConfig, bounded
-from repro.models import CNNLM, LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
+from repro.sentence_models import CNNLM, LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
 from repro.nn.cnn import DilatedCNNDecoder
-from repro.train import TrainError, load_checkpoint, run_dir_for
+from repro.checkpoints import TrainError, load_checkpoint, run_dir_for
 
 
 @dataclass

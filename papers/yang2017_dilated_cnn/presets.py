@@ -38,13 +38,14 @@ is the `cpu` `lstm-lm` row: 8 epochs, its best-validation checkpoint.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from papers.yang2017_dilated_cnn.model import CNNLMConfig, CNNVAEConfig, LSTMVAEConfig
 from repro.config import DataConfig, EvalConfig, KLScheduleConfig, OptimConfig, RunConfig, TrainConfig
-from repro.models import LSTMLMConfig
+from repro.sentence_models import LSTMLMConfig
 
-PAPER = "yang2017_dilated_cnn"
+NAME = "yang2017_dilated_cnn"
 DECODERS = ("lstm", "scnn", "mcnn", "lcnn", "vlcnn")
 KINDS = ("lm", "vae", "vae-init")
 VARIANTS = tuple(f"{decoder}-{kind}" for decoder in DECODERS for kind in KINDS)
@@ -52,7 +53,7 @@ INIT_LM = "lstm-lm"        # the row whose run "+ init" reads: its sizes are the
 # He et al.'s warm-up, 10 epochs of Yahoo's 100k training documents at batch 32
 YAHOO_KL_WARMUP = 10 * 100_000 // 32
 
-PAPER_DILATIONS = {                       # card, "Dilation schedules"
+PAPER_DILATIONS = {     # docs/papers/yang2017_dilated_cnn.md §Architecture, "Dilations"
     "scnn": (1, 2, 4),
     "mcnn": (1, 2, 4, 8, 16),
     "lcnn": (1, 2, 4, 8, 16) * 2,
@@ -66,7 +67,7 @@ PTB_DILATIONS = {                         # the PTB substitute (module docstring
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Scale:
     """Everything that differs between presets."""
 
@@ -75,7 +76,7 @@ class Scale:
     lstm_hidden: int          # encoder, LSTM decoder and LSTM-LM
     channels: int
     bottleneck: int
-    latent: int
+    latent_size: int
     dropout: float
     kl_warmup_steps: int
     kl_start: float           # the KL weight at the first update
@@ -89,19 +90,20 @@ def _ptb(**changes) -> DataConfig:
 
 
 SCALES = {
-    "smoke": Scale(PTB_DILATIONS, embed=16, lstm_hidden=16, channels=16, bottleneck=8,
-                   latent=4, dropout=0.0, kl_warmup_steps=5, kl_start=0.0,
+    "smoke": Scale(dilations=PTB_DILATIONS, embed=16, lstm_hidden=16, channels=16, bottleneck=8,
+                   latent_size=4, dropout=0.0, kl_warmup_steps=5, kl_start=0.0,
                    data=_ptb(train_fraction=0.005, max_vocab=500),
                    # One thread: on tensors this small, intra-op threads only add overhead.
                    train=TrainConfig(epochs=1, threads=1),
                    eval=EvalConfig(iw_samples=4, iw_chunk=2, max_examples=40)),
-    "cpu": Scale(PTB_DILATIONS, embed=128, lstm_hidden=192, channels=192, bottleneck=96,
-                 latent=32, dropout=0.3, kl_warmup_steps=2600, kl_start=0.0,
+    "cpu": Scale(dilations=PTB_DILATIONS, embed=128, lstm_hidden=192, channels=192, bottleneck=96,
+                 latent_size=32, dropout=0.3, kl_warmup_steps=2600, kl_start=0.0,
                  data=_ptb(),
                  train=TrainConfig(epochs=8),
                  eval=EvalConfig(iw_samples=100, iw_chunk=50)),
-    "paper": Scale(PAPER_DILATIONS, embed=512, lstm_hidden=1024, channels=512,
-                   bottleneck=256, latent=32, dropout=0.5, kl_warmup_steps=YAHOO_KL_WARMUP, kl_start=0.1,
+    "paper": Scale(dilations=PAPER_DILATIONS, embed=512, lstm_hidden=1024, channels=512,
+                   bottleneck=256, latent_size=32, dropout=0.5, kl_warmup_steps=YAHOO_KL_WARMUP,
+                   kl_start=0.1,
                    data=DataConfig(dataset="yahoo", max_vocab=20_000),
                    train=TrainConfig(epochs=40, early_stop_patience=5),
                    eval=EvalConfig(iw_samples=500, iw_chunk=100)),
@@ -115,7 +117,7 @@ def model_config(variant: str, s: Scale):
             return LSTMLMConfig(embed_size=s.embed, hidden_size=s.lstm_hidden, dropout=s.dropout)
         return CNNLMConfig(embed_size=s.embed, hidden_size=s.channels, bottleneck=s.bottleneck,
                            dilations=s.dilations[decoder], dropout=s.dropout)
-    vae = dict(embed_size=s.embed, encoder_hidden=s.lstm_hidden, latent_size=s.latent,
+    vae = dict(embed_size=s.embed, encoder_hidden=s.lstm_hidden, latent_size=s.latent_size,
                z_mode="input", decoder_dropout=s.dropout,
                kl=KLScheduleConfig(kind="linear", warmup_steps=s.kl_warmup_steps,
                                    start_weight=s.kl_start),
@@ -126,9 +128,13 @@ def model_config(variant: str, s: Scale):
                         dilations=s.dilations[decoder], **vae)
 
 
-def make(variant: str, preset: str) -> RunConfig:
+def _run_config(variant: str, preset: str) -> RunConfig:
     s = SCALES[preset]
     model = model_config(variant, s)
-    return RunConfig(paper=PAPER, variant=variant, preset=preset, model=model, data=replace(s.data),
+    return RunConfig(paper=NAME, variant=variant, preset=preset, model=model, data=replace(s.data),
                      optim=OptimConfig(lr=1e-3, grad_clip=5.0), train=replace(s.train),
                      eval=replace(s.eval))
+
+
+# Preset name -> function of the variant name (`repro.registry.presets_of_variant`).
+PRESETS = {preset: functools.partial(_run_config, preset=preset) for preset in SCALES}

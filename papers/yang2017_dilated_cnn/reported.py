@@ -1,15 +1,15 @@
-"""Yang et al. 2017, Table 2 (Yahoo test), as recorded on the paper card
-(`shared/papers/yang2017_dilated_cnn.md`). NLL per document and KL in nats, PPL per word.
+"""Yang et al. 2017, Table 2 (Yahoo test), as recorded in
+`docs/papers/yang2017_dilated_cnn.md §Results`. NLL per document and KL in nats, PPL per word.
 
 The paper's VAE "NLL" is the negative ELBO (He et al. 2019 print it with "<="), so the VAE
 rows are compared with our `test/elbo` / `test/elbo_ppl`; the LM rows are exact likelihoods,
 compared with `test/nll` / `test/ppl`.
 
-Only the CNN-VAE + init row is verified. The card gives the rest as usually re-quoted (memory)
-and says the per-dilation rows were not retrieved: its "CNN" rows are "the best CNN variant"
+Only the CNN-VAE + init row is verified. The rest are recorded as usually re-quoted (memory),
+and the per-dilation rows were not retrieved: the "CNN" rows are "the best CNN variant"
 without naming the configuration. We attach them to LCNN, the configuration we believe the
-paper's best Yahoo rows are -- that attribution is ours (memory), not the card's; the card
-only says the best VAE is one of the larger CNNs. SCNN, MCNN and VLCNN carry no paper numbers.
+paper's best Yahoo rows are -- that attribution is ours (memory); what is recorded is only
+that the best VAE is one of the larger CNNs. SCNN, MCNN and VLCNN carry no paper numbers.
 
 Yelp15 (CNN-VAE + init: NLL <= 359.1 and KL 7.6 verified, PPL 41.1 memory) is not staged here
 and has no preset, so it is not attached to a variant.
@@ -17,10 +17,12 @@ and has no preset, so it is not attached to a variant.
 from repro.registry import Reported
 
 VERIFIED = ("paperswithcode 'Text Generation on Yahoo Questions'; He et al. 2019 (ICLR "
-            "submission) Table 1, per the paper card")
-REQUOTED = "Yang et al. Table 2 as usually re-quoted (also SA-VAE Table 2), per the paper card"
+            "submission) Table 1, per docs/papers/yang2017_dilated_cnn.md §Results")
+REQUOTED = ("Yang et al. Table 2 as usually re-quoted (also SA-VAE Table 2), "
+            "per docs/papers/yang2017_dilated_cnn.md §Results")
 MEMORY = "unverified (memory)"
-BEST_CNN = ("the card's 'CNN' row (best CNN variant, configuration not named on the card); "
+BEST_CNN = ("the paper's 'CNN' row (best CNN variant, configuration not named; "
+            "docs/papers/yang2017_dilated_cnn.md §Results); "
             "attached to LCNN by us")
 
 REPORTED = {

@@ -8,7 +8,7 @@ details, `presets.py` for the settings and every reduction, `reported.py` for th
 from papers.zhao2017_kgcvae.model import build
 from papers.zhao2017_kgcvae.presets import MODELS, PRESETS
 from papers.zhao2017_kgcvae.reported import NUM_SAMPLES, REPORTED, bleu
-from repro.dialog import sampled_metric_name, write_dialog_evaluation
+from repro.dialog_models import sampled_metric_name, write_dialog_evaluation
 from repro.registry import Paper, Variant, presets_of_variant, register_paper
 
 DESCRIPTIONS = {

@@ -1,54 +1,54 @@
 """Zhao et al. 2017: a conditional VAE for dialog responses, kept from collapsing by a
 bag-of-words loss, and kgCVAE, which also predicts the response's dialog act from (c, z).
 
-Implementation details (what we do; where the paper card `shared/papers/zhao2017_kgcvae.md`
-says so; "code" = `snakeztc/NeuralDialog-CVAE`, read for this package):
+Implementation details (what we do; where the paper's facts, `docs/papers/zhao2017_kgcvae.md`
+("docs" below), say so; "code" = `snakeztc/NeuralDialog-CVAE`, read for this package):
 
-- Context c: a hierarchical encoder (`repro.dialog.HierarchicalContextEncoder`): a bidirectional
+- Context c: a hierarchical encoder (`repro.dialog_models.HierarchicalContextEncoder`): a bidirectional
   GRU over each context utterance (300 per direction), the last states of both directions joined
   with a one-hot floor bit (the turn's speaker is the responder: code, `data_utils.py`), then a
-  GRU of 600 over the last 10 turns; c is its last state (card, architecture table). On SwDA c
-  also holds a 30-d topic embedding (card); the speaker profiles of the card's c are not loaded
+  GRU of 600 over the last 10 turns; c is its last state (docs §Architecture). On SwDA c
+  also holds a 30-d topic embedding (docs); the speaker profiles of the documented c are not loaded
   by `repro.data.dialog`, so they are left out. DailyDialog has neither: c = the context state
-  (card, substitutes: "drop those inputs").
-- Utterances are wrapped as `<bos> w.. <eos>` before encoding (card, preprocessing); the
+  (docs §Substitutes: those inputs are dropped).
+- Utterances are wrapped as `<bos> w.. <eos>` before encoding (docs §Data, preprocessing); the
   response is encoded by the same utterance encoder (code: `output_embedding`, `reuse=True`).
   One word embedding (200) is shared by the encoders and the decoder, its padding row fixed
   at zero (code: `embedding_mask`).
 - Recognition network q(z|x, c): one linear layer on [c, x (, act features)] -> mu, log var
-  (card). Prior network p(z|c): tanh layer of max(2 x 200, 100) = 400, then linear (card).
+  (docs). Prior network p(z|c): tanh layer of max(2 x 200, 100) = 400, then linear (docs).
   Latent 200. Both are `DiagonalGaussian`s, so the KL is the analytic Gaussian-to-Gaussian one
-  (METRICS.md section 4) and the IW bound uses log p(z|c).
+  (docs/metrics.md §4) and the IW bound uses log p(z|c).
 - kgCVAE (code: `use_hcf=True`): act embedding 30; tanh 30 of it joins the recognition input
-  (card); an act classifier, tanh 400 on [c, z] -> acts, trained by cross-entropy on the
-  annotated act (card). The decoder gets the act embedding in its initial-state input and,
-  appended, at every step (code: `context_vector` in `decoder_fn_lib.py`; the card names only
-  the initial state): the gold act's embedding in training, the probability-weighted embedding
-  of the predicted act when generating (card). Examples whose act is unknown (DailyDialog's
+  (docs); an act classifier, tanh 400 on [c, z] -> acts, trained by cross-entropy on the
+  annotated act (docs). The decoder gets the act embedding in its initial-state input and,
+  appended, at every step (code: `context_vector` in `decoder_fn_lib.py`; docs §Architecture
+  names only the initial state): the gold act's embedding in training, the probability-weighted
+  embedding of the predicted act when generating (docs). Examples whose act is unknown (DailyDialog's
   one mislabelled dialog) are left out of the act loss, give the recognition network a zero
   act embedding, and feed the decoder the predicted act (ours: the code has no unknown acts).
-- Decoder: GRU 400, initial state = linear([c, z (, act)]) (card); output projection to the
-  vocabulary. No dropout and no word dropout (card: keep_prob = dec_keep_prob = 1).
-- Bag-of-words loss (card): tanh 400 on [c, z] -> vocabulary logits; the same softmax is scored
+- Decoder: GRU 400, initial state = linear([c, z (, act)]) (docs); output projection to the
+  vocabulary. No dropout and no word dropout (docs §Training: keep_prob = dec_keep_prob = 1).
+- Bag-of-words loss (docs): tanh 400 on [c, z] -> vocabulary logits; the same softmax is scored
   against every target token (the response's words and `<eos>`, code: `labels`), summed per
   response. Loss = rec + w_KL KL + BoW (+ act NLL), each averaged over the batch (code:
-  `aug_elbo`); w_KL = min(step / 10,000, 1) per update (card, `full_kl_step`).
-- Initialisation U(-0.08, 0.08) for every weight matrix and embedding (card); biases start at 0
+  `aug_elbo`); w_KL = min(step / 10,000, 1) per update (docs §Training, `full_kl_step`).
+- Initialisation U(-0.08, 0.08) for every weight matrix and embedding (docs); biases start at 0
   (ours: TF's bias defaults differ per layer).
 - Baseline: the same context encoder and decoder without z, initial state = linear(c),
-  scored by its exact likelihood (card: "HRED-style encoder-decoder").
+  scored by its exact likelihood (docs §Results: an HRED-style encoder-decoder).
 
-Evaluation (METRICS.md sections 1-8; the dialog metrics are `repro.dialog.dialog_metrics`):
+Evaluation (docs/metrics.md §1-§8; the dialog metrics are `repro.dialog_models.dialog_metrics`):
 - `log_likelihood(batch, z)`, used by the shared evaluation (IW-NLL, PPL, ELBO), feeds kgCVAE's
-  decoder the act predicted from (z, c), as at generation time (card), so its NLL bounds the
+  decoder the act predicted from (z, c), as at generation time (docs), so its NLL bounds the
   likelihood of the response alone and compares with CVAE's and the baseline's
   (`model.eval_act="gold"` gives the gold-act variant instead).
-- `rc_ppl_posterior` is the released code's perplexity (card): one z from the recognition
-  network, KL left out, and for kgCVAE the decoder fed the gold act (the code's `valid_model`
+- `rc_ppl_posterior` is the released code's perplexity (docs §Evaluation): one z from the
+  recognition network, KL left out, and for kgCVAE the decoder fed the gold act (the code's `valid_model`
   runs with `forward=False`). It is what the paper's PPL column reports, not a bound.
 - Responses: N = 10 per context, z drawn from the prior p(z|c), greedy decoding (code:
   `context_decoder_fn_inference`, `decode_type='greedy'`); the baseline samples its N responses
-  from the decoder (ours: the card does not say; texar's reprint of the baseline, "computed with
+  from the decoder (ours: the docs do not say; texar's reprint of the baseline, "computed with
   5 sampling", has precision below recall, so its samples differ). Act accuracy: the act
   predicted with each prior sample against the annotation.
 
@@ -78,15 +78,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro import schedules
-from repro.config import ConfigError, FreeBitsConfig, KLScheduleConfig, bounded
+from repro.config import ConfigError, KLScheduleConfig, bounded
 from repro.data.dialog import UNKNOWN_LABEL
-from repro.dialog import (BagOfWordsHead, DialogModelConfig, GaussianNetwork,
+from repro.dialog_models import (BagOfWordsHead, DialogModelConfig, GaussianNetwork,
                           HierarchicalContextEncoder, ResponseDecoder, SampledResponses,
                           UtteranceEncoder, decode_responses)
 from repro.model import LanguageModel, LatentVariableModel
-from repro.models import DecoderInputs
-from repro.objectives import elbo_loss
+from repro.nn.flows import sample_kl_dims
+from repro.sentence_models import DecoderInputs
 
 FULL_KL_STEP = 10_000  # code: `full_kl_step`, in updates
 
@@ -221,13 +220,11 @@ class DialogCVAE(LatentVariableModel):
 
     def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
         c = self.context(batch)
-        posterior, prior = self._posterior(batch, c), self.prior_net(c)
-        z, _ = posterior.rsample(1)
+        z, kl_dims = sample_kl_dims(self._posterior(batch, c), self.prior_net(c))
         generation = self._generation_inputs(c, z)
         act_logits = self._act_logits(generation)
         rec = -self._decode(batch, generation, act_logits, gold_act=True)[0]
-        terms = elbo_loss(rec, posterior.kl_per_dim(prior), schedules.kl_weight(step, self.cfg.kl),
-                          FreeBitsConfig())
+        terms = self.elbo_terms(rec, kl_dims, step)
         if self.bow is not None:
             terms["bow"] = -self.bow.log_likelihood(generation[0], batch.targets, batch.target_mask).mean()
             terms["loss"] = terms["loss"] + terms["bow"]

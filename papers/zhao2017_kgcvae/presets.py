@@ -1,23 +1,24 @@
 """Presets for Zhao et al. 2017: `smoke` (seconds), `cpu` (2 cores, DailyDialog), `paper` (GPU, SwDA).
 
-`paper` is the released code's configuration (card: all verified from `config_utils.py`):
+`paper` is the released code's configuration (all verified from `config_utils.py`:
+docs/papers/zhao2017_kgcvae.md §Architecture, §Training):
 Switchboard, vocabulary 10,000, utterances cut to 40 words, 10 context turns, sizes 200 / 300 x 2 /
 600 / 400 / latent 200, Adam 1e-3, batch 30 (validation 60), gradient clipping 5, KL weight
 min(step / 10,000, 1). Its stopping rule is approximated: the code validates every 3,000 updates
 for at most 60 rounds and stops when its patience (at least 10 rounds, raised to twice the
 round count on a 0.4 % improvement) runs out; we validate every epoch (6,864 updates on SwDA at
-batch 30, card), so `max_steps` = 60 x 3,000 = 180,000 (27 epochs) and early-stopping patience
-5 epochs (about 10 rounds of 3,000). The SwDA train split is not in the shared store: run
+batch 30, docs/papers/zhao2017_kgcvae.md §Training), so `max_steps` = 60 x 3,000 = 180,000
+(27 epochs) and early-stopping patience 5 epochs (about 10 rounds of 3,000). The SwDA train split is not in the shared store: run
 `repro data fetch swda` first (the valid and test splits are here). IW-NLL with K = 500.
 
 `cpu` runs on DailyDialog (`data.substitute_for="swda"`; 4 dialog acts instead of 42; no topic
-or speaker profiles, so c is the context encoding alone: card, substitutes). Reductions, for
+or speaker profiles, so c is the context encoding alone: docs/papers/zhao2017_kgcvae.md §Substitutes). Reductions, for
 about an hour per variant on 2 cores (paper sizes cost ~0.6 s per update on one core, these
 ~0.25 s; CPU time of one update, measured on this machine):
 - sizes: embedding 128, utterance GRU 128 per direction, context GRU 256, decoder GRU 256,
   latent 64 (prior hidden max(2 x 64, 100) = 128, the code's rule); BoW and act layers stay 400;
 - 5 epochs (12,680 updates at batch 30) instead of early stopping over up to 180,000;
-- KL warm-up 3,700 updates: the code's 10,000 updates are ~1.46 SwDA epochs (card), and 1.46
+- KL warm-up 3,700 updates: the code's 10,000 updates are ~1.46 SwDA epochs (same section), and 1.46
   DailyDialog epochs are 3,700 updates;
 - IW-NLL with K = 100 importance samples (chunks of 50) instead of 500;
 - sampled-response metrics on the first 2,000 test contexts (N = 10 each) instead of all 6,740.
@@ -29,7 +30,7 @@ from dataclasses import replace
 
 from papers.zhao2017_kgcvae.model import FULL_KL_STEP, CVAEConfig, EncoderDecoderConfig
 from repro.config import DataConfig, EvalConfig, KLScheduleConfig, OptimConfig, RunConfig, TrainConfig
-from repro.dialog import DialogEvalConfig
+from repro.dialog_models import DialogEvalConfig
 
 MAX_WORDS = 40      # code: max_utt_len
 MAX_CONTEXT = 10    # code: backward_size

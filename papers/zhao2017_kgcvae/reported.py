@@ -1,9 +1,9 @@
-"""Zhao et al. 2017's numbers (Switchboard test), as recorded on the paper card
-(`shared/papers/zhao2017_kgcvae.md`), with the card's verification tags; none is verified.
+"""Zhao et al. 2017's numbers (Switchboard test), as recorded in
+`docs/papers/zhao2017_kgcvae.md §Results`, with their verification tags; none is verified.
 
 Which of our metrics each is compared with:
 - The paper's perplexity is the released code's `rc_peplexity` (z from the recognition
-  network, KL left out; METRICS.md section 3): our `test/rc_ppl_posterior`. The baseline has no
+  network, KL left out; docs/metrics.md §3): our `test/rc_ppl_posterior`. The baseline has no
   z, so its perplexity is the exact one: `test/ppl`.
 - The KL in parentheses: `test/kl` (analytic, weight 1).
 - The released code always adds the bag-of-words loss (`aug_elbo`), so the paper's "CVAE" row is
@@ -17,12 +17,13 @@ Which of our metrics each is compared with:
   so that the table shows it beside ours; its note says which it is. Multi-reference scoring
   itself is `repro.bleu.zhao_bleu` given a list of references per context.
 """
-from repro.dialog import sampled_metric_name
+from repro.dialog_models import sampled_metric_name
 from repro.registry import Reported
 
 NUM_SAMPLES = 10  # the paper's N responses per context
-MEMORY = "researcher's memory, per the paper card"
-REPRINT = "asyml/texar examples/hierarchical_dialog/README.md ('Zhao's' column), per the paper card"
+MEMORY = "researcher's memory, per docs/papers/zhao2017_kgcvae.md §Results"
+REPRINT = ("asyml/texar examples/hierarchical_dialog/README.md ('Zhao's' column), "
+           "per docs/papers/zhao2017_kgcvae.md §Results")
 SINGLE_REFERENCE = "paper: multi-reference test set (not available); ours: one reference per context"
 
 

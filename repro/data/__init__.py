@@ -5,28 +5,34 @@ Every corpus has `.kind` (text | dialog | image), `.vocab` (None for images), `.
 `.batches(split, batch_size, shuffle, seed=0, epoch=0)`, whose batches offer `size`,
 `num_targets` (None for images) and `to(device)`.
 
-Loaders register here by dataset name; file lookup and checksums live in `sources`.
+`LOADERS` names every dataset and its loader, one line each; file lookup and checksums live in
+`sources`.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
+from repro.data import dialog, images, stream, synthetic, text
 from repro.data.sources import (DATASETS, DataError, FileCheck, data_sha256, fetch, info, locate,
-                                open_text, spec, verify)
+                                open_text, spec, split_files, verify)
 from repro.data.text import TextBatch, TextCorpus, TextSplit, Vocab, bucketed_batches, build_corpus
 
 __all__ = ["DATASETS", "DataError", "FileCheck", "LOADERS", "TextBatch", "TextCorpus", "TextSplit",
            "Vocab", "bucketed_batches", "build_corpus", "data_sha256", "fetch", "info", "load_corpus",
-           "loader", "locate", "open_text", "spec", "split_files", "verify"]
+           "locate", "open_text", "spec", "split_files", "updates_per_epoch", "verify"]
 
-LOADERS: dict[str, Callable] = {}
-
-
-def loader(name: str):
-    def wrap(fn):
-        LOADERS[name] = fn
-        return fn
-    return wrap
+LOADERS: dict[str, Callable] = {
+    "ptb": text.load_ptb,
+    "yahoo": text.load_yahoo,
+    "yelp": text.load_yelp,
+    "ptb_stream": stream.load_ptb_stream,       # PTB as one token stream (Xie et al.'s LM)
+    "dailydialog": dialog.load_dailydialog,
+    "swda": dialog.load_swda,
+    "binarized_mnist": images.load_binarized_mnist,
+    "mnist": images.load_mnist,
+    "synthetic": synthetic.load_synthetic,
+}
 
 
 def load_corpus(cfg):
@@ -42,45 +48,12 @@ def load_corpus(cfg):
     return corpus
 
 
-def split_files(name: str) -> dict:
-    """`{split: verified path}` for a corpus stored one file per split (missing optional splits left out)."""
-    paths = locate(name)
-    return {f.split: paths[f.name] for f in spec(name).files if f.split and f.name in paths}
+def updates_per_epoch(cfg, corpus) -> int:
+    """Training batches per epoch (the bucketed split is cut into ceil(N / batch) batches); 0 for
+    a corpus without a train split. Methods that switch phase at an epoch boundary (Yang's
+    +init, Shen's two-phase training) convert epochs to update steps with it."""
+    if "train" not in corpus.splits:
+        return 0
+    return math.ceil(len(corpus.split("train")) / cfg.data.batch_size)
 
 
-def _documents(name: str, cfg, preprocess=None) -> TextCorpus:
-    """A one-document-per-line corpus from whichever of its splits are present."""
-    files = split_files(name)
-    if not files:
-        raise DataError(f"no split of {name!r} is available; run `repro data fetch {name}` on a "
-                        f"machine with network access (`repro data info {name}` lists the sources)")
-    return build_corpus(name, files, data_sha256(name), cfg.max_vocab, cfg.max_length, preprocess)
-
-
-@loader("ptb")
-def _ptb(cfg) -> TextCorpus:
-    return _documents("ptb", cfg)
-
-
-def yahoo_line(line: str) -> str:
-    """Undo the `etc.` -> `etorch.` corruption one copy of the Yahoo train blob may carry (SOURCE.md)."""
-    return line.replace("etorch.", "etc.")
-
-
-def yelp_line(line: str) -> str:
-    """The review text of a `<label>\\t<text>` line (He et al. read Yelp with `label=True`)."""
-    label, tab, text = line.partition("\t")
-    return text if tab and label.strip().isdigit() else line
-
-
-@loader("yahoo")
-def _yahoo(cfg) -> TextCorpus:
-    return _documents("yahoo", cfg, yahoo_line)
-
-
-@loader("yelp")
-def _yelp(cfg) -> TextCorpus:
-    return _documents("yelp", cfg, yelp_line)
-
-
-from repro.data import dialog, images, synthetic  # noqa: E402,F401  (they register their loaders)

@@ -28,8 +28,7 @@ from typing import Callable
 
 import torch
 
-from repro.data import data_sha256, locate, loader, split_files
-from repro.data.sources import DataError
+from repro.data.sources import DataError, data_sha256, locate, split_files
 from repro.data.text import (SentenceTargets, TextSplit, Vocab, bucket_order, cached, first_split,
                              get_split, read_lines)
 
@@ -269,8 +268,7 @@ def _max_context(cfg) -> int:
     return getattr(cfg, "max_context", MAX_CONTEXT)
 
 
-@loader("dailydialog")
-def _dailydialog(cfg) -> DialogCorpus:
+def load_dailydialog(cfg) -> DialogCorpus:
     paths = locate("dailydialog")
 
     def read(split: str) -> list[list[Turn]]:
@@ -283,8 +281,7 @@ def _dailydialog(cfg) -> DialogCorpus:
                                cfg.max_length, _max_context(cfg))
 
 
-@loader("swda")
-def _swda(cfg) -> DialogCorpus:
+def load_swda(cfg) -> DialogCorpus:
     files = split_files("swda")
     return build_dialog_corpus("swda", data_sha256("swda"), sorted(files),
                                lambda split: read_swda(files[split]), None, cfg.max_vocab,

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repro.data import data_sha256, locate, loader, spec
-from repro.data.sources import DataError, read_bytes
+from repro.data.sources import DataError, data_sha256, locate, read_bytes, spec
 from repro.data.text import epoch_generator, get_split
 
 SIDE = 28
@@ -132,8 +131,7 @@ def _images(array: np.ndarray, where: str) -> torch.Tensor:
 
 # --- loaders -------------------------------------------------------------------------------
 
-@loader("binarized_mnist")
-def _binarized_mnist(cfg) -> ImageCorpus:
+def load_binarized_mnist(cfg) -> ImageCorpus:
     ds, paths = spec("binarized_mnist"), locate("binarized_mnist")
     if ds.bundle.name in paths:
         arrays = read_npz(paths[ds.bundle.name], ds.splits)
@@ -145,8 +143,7 @@ def _binarized_mnist(cfg) -> ImageCorpus:
     return ImageCorpus("binarized_mnist", splits, data_sha256("binarized_mnist"))
 
 
-@loader("mnist")
-def _mnist(cfg) -> ImageCorpus:
+def load_mnist(cfg) -> ImageCorpus:
     ds, paths = spec("mnist"), locate("mnist")
     if ds.bundle.name in paths:
         arrays = read_npz(paths[ds.bundle.name], ("x_train", "y_train", "x_test", "y_test"))

@@ -520,3 +520,9 @@ def info(name: str) -> str:
     if ds.notes:
         lines.append(f"notes: {ds.notes}")
     return "\n".join(lines)
+
+
+def split_files(name: str) -> dict:
+    """`{split: verified path}` for a corpus stored one file per split (missing optional splits left out)."""
+    paths = locate(name)
+    return {f.split: paths[f.name] for f in spec(name).files if f.split and f.name in paths}

@@ -7,7 +7,7 @@ direct z -> vocabulary term to the logits, whose large initial scale makes token
 strongly on z. Every parameter is uniform in [-1, 1], the z -> vocabulary map in
 [-scale, scale]. The first token is uniform; the rest are sampled from the softmax. Each
 sentence's true latent is kept, so encoders can be checked against it. Re-implemented from the
-description in `shared/data/synthetic_he2019/SOURCE.md`; ids differ from He's released files.
+description in `docs/data.md §He`; ids differ from He's released files.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from dataclasses import asdict
 
 import torch
 
-from repro.data import loader
 from repro.data.text import TextCorpus, TextSplit, Vocab
 
 EMBED, HIDDEN, LATENT = 100, 100, 2
@@ -65,8 +64,7 @@ def generate(cfg) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     return tokens, latents
 
 
-@loader("synthetic")
-def load(data_cfg) -> TextCorpus:
+def load_synthetic(data_cfg) -> TextCorpus:
     cfg = data_cfg.synthetic
     tokens, latents = generate(cfg)
     vocab = Vocab([f"w{i}" for i in range(cfg.vocab_size)])

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from repro.data.sources import DataError, cache_dir, open_text
+from repro.data.sources import DataError, cache_dir, data_sha256, open_text, split_files
 
 SPLIT_ORDER = ("train", "valid", "test")
 # Bump when reading or numericalising changes, so stale numericalised caches are not reused.
@@ -304,3 +304,38 @@ def _atomic_save(obj, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+# --- one-document-per-line corpora ---------------------------------------------------------
+
+def _documents(name: str, cfg, preprocess=None) -> TextCorpus:
+    """A one-document-per-line corpus from whichever of its splits are present."""
+    files = split_files(name)
+    if not files:
+        raise DataError(f"no split of {name!r} is available; run `repro data fetch {name}` on a "
+                        f"machine with network access (`repro data info {name}` lists the sources)")
+    return build_corpus(name, files, data_sha256(name), cfg.max_vocab, cfg.max_length, preprocess)
+
+
+def load_ptb(cfg) -> TextCorpus:
+    return _documents("ptb", cfg)
+
+
+def yahoo_line(line: str) -> str:
+    """Undo the `etc.` -> `etorch.` corruption one copy of the Yahoo train blob may carry
+    (docs/data.md §Yahoo)."""
+    return line.replace("etorch.", "etc.")
+
+
+def yelp_line(line: str) -> str:
+    """The review text of a `<label>\\t<text>` line (He et al. read Yelp with `label=True`)."""
+    label, tab, text = line.partition("\t")
+    return text if tab and label.strip().isdigit() else line
+
+
+def load_yahoo(cfg) -> TextCorpus:
+    return _documents("yahoo", cfg, yahoo_line)
+
+
+def load_yelp(cfg) -> TextCorpus:
+    return _documents("yelp", cfg, yelp_line)

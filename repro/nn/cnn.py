@@ -1,5 +1,5 @@
 """A causal dilated 1-D convolutional decoder for sequences (Yang et al. 2017), with the same
-interface as `repro.nn.text.LSTMDecoder`, so a text VAE or language model can swap one for the
+interface as `repro.nn.lstm.LSTMDecoder`, so a text VAE or language model can swap one for the
 other.
 
 Structure: word embedding -> (concatenated with z at every position) 1x1 input projection ->
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.nn.text import OutputLayer
+from repro.nn.lstm import OutputLayer
 
 
 def receptive_field(dilations: Sequence[int], kernel_size: int) -> int:
@@ -50,8 +50,8 @@ class ResidualBlock(nn.Module):
     """Bottleneck residual block, `x (N, C, T)`, `z_bias (N, C_b, 1)` or None -> `(N, C, T)`.
 
     ReLU before each map (ByteNet's pre-activation order), so the residual stream itself is
-    never clipped and z, added at the input, reaches every block; no normalisation layer (Yang's
-    card names none)."""
+    never clipped and z, added at the input, reaches every block; no normalisation layer (none is
+    named for Yang's decoder: docs/papers/yang2017_dilated_cnn.md §Architecture)."""
 
     def __init__(self, channels: int, bottleneck: int, kernel_size: int, dilation: int):
         super().__init__()

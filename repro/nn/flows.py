@@ -7,8 +7,9 @@ of autoregressive flow: an IAF posterior (Kingma et al. 2016; `IAFStep`, `IAF`) 
 autoregressive-flow prior (Chen et al. 2017: a MADE without context whose shift is subtracted
 from z, `num_outputs=1` for the mean-only flow).
 
-IAF step, gated form (Kingma et al. 2016, Sec. 4; the card tags the exact form "unverified
-(memory)", so the config names it, `IAFConfig.update="gated"`):
+IAF step, gated form (Kingma et al. 2016, Sec. 4; its exact form is tagged "unverified
+(memory)" in docs/papers/kingma2016_iaf.md §Architecture, so the config names it,
+`IAFConfig.update="gated"`):
     [m, s] = MADE(z, h),  sigma = sigmoid(s),  z' = sigma * z + (1 - sigma) * m,
     log|det dz'/dz| = sum_i log sigma_i.
 The Jacobian is triangular in the step's order with diagonal sigma (m and s of coordinate i do
@@ -49,7 +50,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from repro.config import bounded
-from repro.nn.distributions import LOG_2PI, DiagonalGaussian, StandardNormal
+from repro.nn.distributions import LOG_2PI, DiagonalGaussian, StandardNormal, has_analytic_kl
 
 
 @dataclass
@@ -93,7 +94,7 @@ class MaskedWeightNorm(nn.Module):
     (the official code normalises the masked weight too), so masked-out entries change nothing.
     A row the mask empties entirely (a degree-0 hidden unit reads only the context) has norm 0:
     the clamp keeps its gradient finite, and its weight is 0 whatever g is. `original0` is g
-    `(out, 1)` and `original1` is v, the names `repro.nn.images.data_dependent_init` reads."""
+    `(out, 1)` and `original1` is v, the names `repro.nn.conv.data_dependent_init` reads."""
 
     def __init__(self, mask: torch.Tensor):
         super().__init__()
@@ -344,11 +345,14 @@ class IAFPosterior:
 
 
 def log_prob_per_dim(prior, z: torch.Tensor) -> torch.Tensor:
-    """log p(z) per coordinate `(..., d)` for a factorised prior (N(0, I) or a diagonal Gaussian)."""
+    """log p(z) per coordinate `(..., d)` for a factorised prior (N(0, I) or a diagonal Gaussian)
+    or a flow prior that splits its own density (`repro.nn.priors.AFPrior.log_prob_per_dim`)."""
     if isinstance(prior, StandardNormal):
         return -0.5 * (z.pow(2) + LOG_2PI)
     if isinstance(prior, DiagonalGaussian):
         return -0.5 * ((z - prior.mu).pow(2) * torch.exp(-prior.logvar) + prior.logvar + LOG_2PI)
+    if hasattr(prior, "log_prob_per_dim"):     # by name: the flow priors' module imports this one
+        return prior.log_prob_per_dim(z)
     raise TypeError(f"{type(prior).__name__} does not factorise over dimensions; a per-dimension "
                     "KL needs a factorised prior")
 
@@ -361,9 +365,14 @@ def mc_kl_per_dim(z: torch.Tensor, log_q_dims: torch.Tensor, prior) -> torch.Ten
 
 def sample_kl_dims(posterior, prior):
     """One reparameterised z `(1, B, d)` and the per-dimension KL `(B, d)` for the training loss:
-    analytic for a diagonal Gaussian, the single-sample Monte Carlo split at the same z for an
-    IAF posterior (so rec and KL form the single-sample ELBO of one draw)."""
-    if isinstance(posterior, DiagonalGaussian):
+    analytic for a Gaussian pair, else the single-sample Monte Carlo split at the same z (an IAF
+    posterior's `rsample_per_dim`, a Gaussian's density per coordinate, against a flow prior's
+    own split), so rec and KL form the single-sample ELBO of one draw."""
+    if has_analytic_kl(posterior, prior):
         return posterior.rsample(1)[0], posterior.kl_per_dim(prior)
-    z, log_q_dims = posterior.rsample_per_dim(1)
+    if isinstance(posterior, DiagonalGaussian):
+        z = posterior.rsample(1)[0]
+        log_q_dims = log_prob_per_dim(posterior, z)
+    else:
+        z, log_q_dims = posterior.rsample_per_dim(1)
     return z, mc_kl_per_dim(z, log_q_dims, prior)[0]

@@ -10,18 +10,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from repro import schedules
 from repro.config import FreeBitsConfig, KLScheduleConfig, ModelConfig, bounded
 from repro.data.noise import word_dropout
 from repro.model import LanguageModel, LatentVariableModel
 from repro.nn.cnn import DilatedCNNDecoder
 from repro.nn.distributions import DiagonalGaussian, StandardNormal
-from repro.nn.text import LSTMDecoder, LSTMEncoder
-from repro.objectives import elbo_loss
+from repro.nn.lstm import LSTMDecoder, LSTMEncoder
 
 
 @dataclass
 class TextVAEConfig(ModelConfig):
+    shared_sizes = {"embed_size": "embed_size", "encoder_hidden": "encoder_hidden",
+                    "decoder_hidden": "decoder_hidden", "latent_size": "latent_size"}
     embed_size: int = bounded(353, lo=1)
     encoder_hidden: int = bounded(191, lo=1)
     decoder_hidden: int = bounded(191, lo=1)
@@ -35,6 +35,7 @@ class TextVAEConfig(ModelConfig):
 
 @dataclass
 class LSTMLMConfig(ModelConfig):
+    shared_sizes = {"embed_size": "embed_size", "decoder_hidden": "hidden_size"}
     embed_size: int = bounded(353, lo=1)
     hidden_size: int = bounded(191, lo=1)
     num_layers: int = bounded(1, lo=1)
@@ -78,13 +79,6 @@ class TextVAE(LatentVariableModel):
     def log_likelihood(self, batch, z):
         inputs = self.decoder_inputs(batch.inputs, self.training)
         return self.decoder.log_likelihood(inputs, batch.targets, batch.target_mask, z)
-
-    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
-        posterior = self.posterior(batch)
-        z, _ = posterior.rsample(1)
-        rec = -self.log_likelihood(batch, z)[0]
-        kl_dims = posterior.kl_per_dim(self._prior)
-        return elbo_loss(rec, kl_dims, schedules.kl_weight(step, self.cfg.kl), self.cfg.free_bits)
 
 
 class LSTMLM(LanguageModel):

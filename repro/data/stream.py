@@ -8,9 +8,9 @@ target is the next token of the same row. Unlike the reference reader, the last 
 may be shorter, so every token of a row after its first is a target exactly once; at one row
 this is the exact stateful evaluation of the paper's test pass (batch 1, unroll 1).
 
-The dataset `ptb_stream` registered here is PTB (`repro.data`'s loader, same files and digest)
-read this way. It belongs in `repro/data` as a batching mode of any text corpus, with the
-unroll length in `DataConfig`; it lives here until the core has one.
+The dataset `ptb_stream` is PTB (the same files and digest as `ptb`) read this way, for Xie et
+al. 2017's stream language model. The unroll length is fixed here because `DataConfig` has no
+field for it.
 """
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from repro.data import LOADERS, TextSplit, Vocab, loader
-from repro.data.text import get_split
+from repro.data.text import TextSplit, Vocab, get_split, load_ptb
 
 # The reference code's BPTT length (`lm.py --unroll`, default 35); fixed because `DataConfig`
 # has no field for it.
@@ -94,7 +93,6 @@ class StreamCorpus:
         return stream_windows(self.stream(split), batch_size, self.unroll)
 
 
-@loader("ptb_stream")
-def ptb_stream(cfg) -> StreamCorpus:
-    text = LOADERS["ptb"](cfg)
+def load_ptb_stream(cfg) -> StreamCorpus:
+    text = load_ptb(cfg)
     return StreamCorpus(f"{text.name}_stream", text.vocab, text.splits, text.sha256)

@@ -23,7 +23,7 @@ Parts:
 - `decode_responses`: n responses per context from n conditioning vectors.
 - `DialogModelConfig`: the encoder and decoder sizes and the evaluation settings these models share.
 
-Metrics (`dialog_metrics`, METRICS.md section 8). A model opts in with
+Metrics (`dialog_metrics`, docs/metrics.md §8). A model opts in with
 `sample_responses(batch, num_samples, max_len, generator) -> SampledResponses` (how it draws its
 N responses per context is its own: Zhao's CVAEs decode greedily from N prior samples of z), and,
 if `has_latent`, `posterior` and `log_likelihood` for the reconstruction perplexity. Names, with
@@ -38,7 +38,7 @@ N the samples per context and a single reference per context everywhere here:
 - `act_acc_prior_n<N>`: accuracy of the dialog act the model predicts with each sample (kgCVAE),
   against the gold act, over samples and examples whose act is known.
 - `rc_ppl_posterior`: exp(sum -log p(x|z, c) / sum T), one z ~ q(z|x, c) per example, the KL
-  left out: the kgCVAE code's `rc_peplexity` (METRICS.md section 3). Not a likelihood bound.
+  left out: the kgCVAE code's `rc_peplexity` (docs/metrics.md §3). Not a likelihood bound.
 BLEU is computed on the vocabulary's tokens (lower-cased WordPunct, `<unk>` kept as a word).
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ from repro.data.dialog import UNKNOWN_LABEL
 from repro.evaluate import exp_or_inf
 from repro.generate import decode
 from repro.nn.distributions import DiagonalGaussian
-from repro.nn.text import OutputLayer
+from repro.nn.lstm import OutputLayer
 
 ZHAO_BLEU_ORDERS = 4
 DISTINCT_ORDERS = (1, 2)
@@ -227,7 +227,7 @@ def decode_responses(model, condition: torch.Tensor, max_len: int, sample: bool 
 
 @dataclass
 class DialogEvalConfig:
-    """The sampled-response evaluation (METRICS.md section 8); on `cfg.eval.split`."""
+    """The sampled-response evaluation (docs/metrics.md §8); on `cfg.eval.split`."""
 
     num_samples: int = bounded(10, lo=1)             # N responses per context (Zhao's final run: 10)
     max_examples: int | None = bounded(None, lo=1)   # a prefix of the split: decoding is the cost
@@ -254,7 +254,7 @@ def distinct_n(sentences: list[list[str]], n: int) -> float:
 
 
 def sampled_metric_name(base: str, num_samples: int | None, references: int | None = None) -> str:
-    """The sample and reference counts in the name (METRICS.md section 8):
+    """The sample and reference counts in the name (docs/metrics.md §8):
     `("bleu_zhao_prec_3", 10, 1) -> "bleu_zhao_prec_3_n10_ref1"`."""
     name = base if num_samples is None else f"{base}_n{num_samples}"
     return name if references is None else f"{name}_ref{references}"
