@@ -1,18 +1,24 @@
-"""Figures written beside runs and as MLflow artifacts (matplotlib, headless)."""
+"""Figures written beside runs and as MLflow artifacts (matplotlib, headless).
+
+matplotlib is imported on the first figure, not with this module: the trainer and the command
+line import this module, and pyplot alone costs a large share of their start-up.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def plot_training(history: list[dict], path: Path, title: str = "") -> Path:
     """Per-epoch negative ELBO (or NLL), KL and KL weight, train and validation."""
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig, axes = _pyplot().subplots(1, 3, figsize=(12, 3.2))
     panels = (("loss / -ELBO", ("train/loss", "val/elbo", "val/nll")),
               ("KL (nats)", ("train/kl", "val/kl")),
               ("KL weight", ("train/kl_weight",)))
@@ -31,7 +37,7 @@ def _save(fig, path: Path, title: str, dpi: int = 120) -> Path:
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi, bbox_inches="tight")   # takes in a legend beside the axes
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
@@ -50,7 +56,7 @@ def method_styles(names) -> dict[str, dict]:
     the styles of all their methods (`styles=`), so a method looks the same in each."""
     names = sorted(names)
     papers = sorted({n.split("/")[0] for n in names})
-    colours = plt.get_cmap("tab20").colors
+    colours = _pyplot().get_cmap("tab20").colors
     return {n: {"color": colours[i % len(colours)],
                 "marker": _MARKERS[papers.index(n.split("/")[0]) % len(_MARKERS)]}
             for i, n in enumerate(names)}
@@ -81,7 +87,7 @@ def plot_rate_distortion(rate: dict[str, list[float]], nll: dict[str, list[float
     near = [n for n in names if points[n][1][0] <= best + ZOOM_NLL_NATS]
     panels = [names] + ([near] if 0 < len(near) < len(names) else [])
     styles = styles or method_styles([*names, *references])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
     for ax, shown in zip(axes[0], panels):
         for name in shown:
             (x, dx), (y, dy) = points[name]
@@ -103,7 +109,7 @@ def plot_over_training(histories: dict[str, list[list[dict]]], keys: tuple[str, 
                        title: str = "", styles: dict[str, dict] | None = None) -> Path:
     """One panel per key: its per-epoch value for each method, averaged over the seeds' runs."""
     styles = styles or method_styles(histories)
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, runs in sorted(histories.items()):
             epochs = min(len(run) for run in runs)
@@ -125,7 +131,7 @@ def plot_per_method(values: dict[str, list[float]], label: str, path: Path, titl
     names = sorted(values)
     stats = [_mean_std(values[n]) for n in names]
     caveats = caveats or {}
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 0.2 * len(caveats) + 1.5))
+    fig, ax = _pyplot().subplots(figsize=(7, 0.3 * len(names) + 0.2 * len(caveats) + 1.5))
     styles = styles or method_styles(names)
     ax.barh(names, [m for m, _ in stats], xerr=[s for _, s in stats], capsize=2,
             color=[styles[n]["color"] for n in names])
