@@ -242,16 +242,21 @@ def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool)
 
 def _guess_for_unknown(unknown: list[Job], records_dir: Path) -> list[str]:
     """A rough total for the jobs whose rows have no record to time them: each at the median
-    wall time of the records at its preset."""
-    by_preset = Counter(job.preset for job in unknown)
+    wall time of its own paper's records at its preset. Another paper's runs say nothing about
+    this one's cost (a Bowman paper run is half an hour, a Xie paper run days), so a paper
+    without any is named as having none."""
+    by_row = Counter((job.paper, job.preset) for job in unknown)
     lines = []
-    for preset, count in sorted(by_preset.items()):
-        times = _wall_times(Path(records_dir).rglob(f"*__{preset}__seed*.json"))
+    for (paper, preset), count in sorted(by_row.items()):
+        times = _wall_times((Path(records_dir) / paper).rglob(f"*__{preset}__seed*.json"))
         if times:
             median = statistics.median(times)
-            lines.append(f"plan: at the median of {len(times)} record(s) at {preset} "
+            lines.append(f"plan: at the median of {len(times)} {paper} record(s) at {preset} "
                          f"({median / 60:.0f} min), those {count} would take about "
                          f"{count * median / 3600:.1f} h more")
+        else:
+            lines.append(f"plan: no {paper} record at {preset} to price its {count} job(s) by; "
+                         "time one run's first updates to estimate")
     return lines
 
 

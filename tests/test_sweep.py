@@ -383,17 +383,20 @@ def test_a_record_scored_under_another_evaluation_is_re_evaluated_not_retrained(
     assert json.loads(record_file(tmp_path, 0).read_text()) == before
 
 
-def test_plan_prices_rows_without_records_at_the_median_run_of_their_preset(tmp_path):
+def test_plan_prices_rows_without_records_at_the_median_run_of_their_paper_and_preset(tmp_path):
     records = tmp_path / "records"
     for seed, wall in enumerate([60.0, 120.0, 6000.0]):     # the median ignores the outlier
         path = records / PAPER / f"rnnlm__smoke__seed{seed}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"wall_time_s": wall}))
     jobs = [sweep.Job(PAPER, "vae-inputless", "smoke", seed, ()) for seed in range(3)]
+    jobs.append(sweep.Job("xie2017_noising", "medium-none", "smoke", 0, ()))
     lines = sweep.plan_lines(jobs, records, tmp_path / "runs", resume=True)
-    assert lines[-2].endswith("; 3 have none to go by")
-    assert lines[-1] == ("plan: at the median of 3 record(s) at smoke (2 min), those 3 would take "
-                         "about 0.1 h more")
+    assert lines[-3].endswith("; 4 have none to go by")
+    assert lines[-2] == (f"plan: at the median of 3 {PAPER} record(s) at smoke (2 min), those 3 "
+                         "would take about 0.1 h more")
+    # Another paper's records price nothing of this one.
+    assert lines[-1].startswith("plan: no xie2017_noising record at smoke to price its 1 job(s) by")
 
 
 def test_plan_names_each_jobs_state_and_cost_and_runs_nothing(tmp_path, capsys):
