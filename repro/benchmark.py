@@ -36,6 +36,8 @@ from repro.sweep import Job
 SIGNIFICANCE = 0.05          # family-wise, per metric, after Holm's correction
 TESTED_METRICS = ("nll", "kl")
 SUMMARY_METRICS = ("nll", "ppl", "elbo", "rec", "kl", "mi", "au")
+# The plain LSTM-VAE: every method's training time is given as a multiple of its.
+TIME_REFERENCE = "bowman2016/vae"
 
 
 def methods(only: list[str] | None = None) -> list[tuple[str, str]]:
@@ -214,14 +216,21 @@ def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
     names = sorted({method_name(r) for r in records},
                    key=lambda n: (statistics.fmean(samples["nll"].get(n, [math.inf])), n))
     seeds = {n: sorted(r["seed"] for r in records if method_name(r) == n) for n in names}
-    lines += ["| method | seeds | " + " | ".join(SUMMARY_METRICS) + " |",
-              "|---|---|" + "---|" * len(SUMMARY_METRICS)]
+    relative = relative_training_time(records)
+    lines += ["| method | seeds | " + " | ".join(SUMMARY_METRICS)
+              + f" | training time (× {TIME_REFERENCE}) |",
+              "|---|---|" + "---|" * len(SUMMARY_METRICS) + "---|"]
     for name in names:
         cells = [_cell(summarize(samples[m][name]) if name in samples[m] else None)
                  for m in SUMMARY_METRICS]
         shown = f"{name} (= {repeats[name]})" if name in repeats else name
-        lines.append(f"| {shown} | {', '.join(map(str, seeds[name]))} | " + " | ".join(cells) + " |")
-    lines.append("")
+        time_cell = f"{relative[name]:.2f}" if name in relative else "—"
+        lines.append(f"| {shown} | {', '.join(map(str, seeds[name]))} | " + " | ".join(cells)
+                     + f" | {time_cell} |")
+    lines += ["", f"Training time: the mean over seeds of the summed epoch times (evaluation left "
+              f"out), over that of {TIME_REFERENCE}, each run at whatever threads and machine load "
+              "its record names: a guide to cost (He et al. report 2.2× for aggressive training, "
+              "about 10× for SA-VAE), not a benchmark of speed.", ""]
     lines += _mixed_mi_scoring(records)
     lines += _identical_note(repeats, seeds)
     for metric in TESTED_METRICS:
@@ -232,6 +241,26 @@ def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
               f"{describe_commits(records)}; hardware: "
               f"{', '.join(sorted({r['hardware'].get('device', '?') for r in records}))}.", ""]
     return lines
+
+
+def training_seconds(record: dict) -> float | None:
+    """Seconds spent in training epochs (validation included, the test evaluation not)."""
+    times = [entry.get("epoch_time_s") for entry in record.get("history", [])]
+    return sum(times) if times and None not in times else None
+
+
+def relative_training_time(records: list[dict]) -> dict[str, float]:
+    """Each method's mean training time over `TIME_REFERENCE`'s, among these records."""
+    by_method: dict[str, list[float]] = {}
+    for rec in records:
+        seconds = training_seconds(rec)
+        if seconds is not None:
+            by_method.setdefault(method_name(rec), []).append(seconds)
+    reference = by_method.get(TIME_REFERENCE)
+    if not reference:
+        return {}
+    base = statistics.fmean(reference)
+    return {name: statistics.fmean(times) / base for name, times in by_method.items()}
 
 
 def coverage(proto: Protocol, records: list[dict]) -> list[str]:

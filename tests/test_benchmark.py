@@ -151,6 +151,27 @@ def test_table_ranks_methods_and_reports_tests(tmp_path):
     assert "Records: 6" in text
 
 
+def test_table_gives_each_methods_training_time_as_a_multiple_of_the_plain_vaes(tmp_path):
+    """Issue 47: a fix that costs 10x a VAE's training is a finding too. Training time is the
+    sum of the epochs' times (the test evaluation left out), averaged over seeds."""
+    def epochs(*seconds):
+        return [{"epoch": i + 1, "step": 10 * (i + 1), "epoch_time_s": t} for i, t in enumerate(seconds)]
+    for seed in (0, 1):
+        _write(tmp_path, _record("bowman2016/vae", seed, 110.0, 0.0, history=epochs(50.0, 50.0)))
+        _write(tmp_path, _record("kingma2016_iaf/ptb-iaf-fb", seed, 100.0, 5.0,
+                                 history=epochs(100.0 + 100 * seed, 100.0 + 100 * seed)))
+    _write(tmp_path, _record("chen2017_vlae/ptb-iaf", 0, 105.0, 1.0))     # no epoch times
+    text = benchmark.render_benchmark("ptb", tmp_path)
+    rows = {}
+    for line in text.splitlines():      # the summary table comes first, then the tests' tables
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0][2:], line)
+    assert "training time (× bowman2016/vae)" in rows["method"]
+    assert rows["bowman2016/vae"].endswith("| 1.00 |")
+    assert rows["kingma2016_iaf/ptb-iaf-fb"].endswith("| 3.00 |")   # (200 + 400) / 2 over 100
+    assert rows["chen2017_vlae/ptb-iaf"].endswith("| — |")
+
+
 def test_methods_tied_on_nll_are_listed_by_name(tmp_path):
     """Two papers' presets can reach the same model (Kingma's ptb-gauss is Bowman's VAE at the
     shared sizes): equal means must not leave the row order to a set's hash order."""
