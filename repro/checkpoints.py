@@ -3,10 +3,13 @@
 A checkpoint becomes visible only by an atomic rename and is read back with `weights_only=True`,
 so a kill mid-write leaves nothing half-written and a foreign file is refused, not unpickled.
 The trainer (`repro.train`), the run browser (`repro.runs`), sweeps and leases all go through here.
+A run that starts from parts of another finished run (`Variant.initialise`) reads them here too
+(`load_parts_from_run`).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 from pathlib import Path
@@ -69,6 +72,43 @@ def load_checkpoint(path: Path, device) -> dict:
         raise TrainError(f"{path} is not a checkpoint this code can load safely ({type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''}); move it away to start "
                          "afresh") from err
+
+
+def required_run_dir(cfg: RunConfig, run_dir: Path, variant: str) -> Path:
+    """The folder of `variant`'s run at `cfg`'s paper, preset and seed, in the runs folder that
+    holds `run_dir` (`<runs>/<paper>/<variant>/<preset>/seed<k>`, as `run_dir_for` makes it)."""
+    return run_dir_for(dataclasses.replace(cfg, variant=variant), Path(run_dir).parents[3])
+
+
+def load_parts_from_run(model: torch.nn.Module, cfg: RunConfig, run_dir: Path, variant: str,
+                        parts: dict[str, str]) -> Path:
+    """Set submodules of `model` from the best checkpoint of `variant`'s finished run
+    (`required_run_dir`), for a `Variant.initialise`. `parts` maps a submodule of `model` to the
+    prefix its weights carry in that checkpoint (`{"encoder": "encoder"}`; a part of the same
+    shape elsewhere: `{"encoder.lstm": "decoder.lstm"}`); every other parameter keeps its value.
+    A missing run, a run on another vocabulary or weights of another shape stop the run with a
+    one-line `TrainError` naming the command that trains what it needs. Returns that folder."""
+    source = required_run_dir(cfg, run_dir, variant)
+    command = (f"repro train {cfg.paper} {variant} --preset {cfg.preset} --seed {cfg.seed} "
+               f"--runs-dir {Path(run_dir).parents[3]}")
+    if not (source / "record.json").is_file() or not (source / "best.pt").is_file():
+        raise TrainError(f"{cfg.paper}/{cfg.variant} starts from a finished {variant} run, and "
+                         f"{source} holds none: run `{command}` first")
+    vocab, vocab_file = getattr(model, "vocab", None), source / "vocab.json"
+    if vocab is not None and (not vocab_file.is_file() or vocab_file.read_text() != vocab.to_json()):
+        raise TrainError(f"{source} was trained on another vocabulary than this run's data "
+                         f"(data.* overrides?): retrain it with `{command}` and the same overrides")
+    weights = load_checkpoint(source / "best.pt", next(model.parameters()).device)
+    for part, prefix in parts.items():
+        own = {name[len(prefix) + 1:]: tensor for name, tensor in weights.items()
+               if name.startswith(prefix + ".")}
+        try:
+            model.get_submodule(part).load_state_dict(own)
+        except RuntimeError as err:   # model.* overrides the run it reads was not trained with
+            raise TrainError(f"{source}'s {prefix} does not fit this run's {part} "
+                             f"({str(err).splitlines()[-1].strip()}): retrain it with `{command}` "
+                             "and the same sizes") from None
+    return source
 
 
 @contextlib.contextmanager

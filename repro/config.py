@@ -72,6 +72,8 @@ class OptimConfig:
     # `plateau_patience` epochs; 1.0 disables it.
     plateau_decay: float = bounded(1.0, lo=0.0, hi=1.0)
     plateau_patience: int = bounded(2, lo=0)
+    # No decay at the end of the first N epochs (He et al.'s code: `epoch >= 15`, so none in 15).
+    plateau_after_epoch: int = bounded(0, lo=0)
     min_lr: float = bounded(0.0, lo=0.0)
     # Polyak averaging (`repro.averaging`): the decay of the parameters' moving average, which
     # validation, best-checkpoint selection and the test then use; 0 is off.
@@ -80,6 +82,12 @@ class OptimConfig:
     # optimiser state of the best-validation epoch, so the lower rate starts from the best point
     # rather than from the epoch that failed to improve on it.
     plateau_restores_best: bool = False
+    # The rate as a function of the update step (`repro.schedules.learning_rate`): "constant" is
+    # `lr`; "cosine_restarts" falls from `lr` along half a cosine over every `lr_cycle_steps`
+    # updates and restarts, recomputed every `lr_hold_steps` updates (Fu et al. 2019: per epoch).
+    lr_schedule: str = bounded("constant", choices=("constant", "cosine_restarts"))
+    lr_cycle_steps: int = bounded(10_000, lo=1)
+    lr_hold_steps: int = bounded(1, lo=1)
 
 
 @dataclass
@@ -88,6 +96,10 @@ class TrainConfig:
     max_steps: int | None = bounded(None, lo=1)      # stop early at this many updates in total
     early_stop_patience: int | None = bounded(None, lo=1)  # epochs without validation improvement
     stop_after_decays: int | None = bounded(None, lo=1)    # stop after the N-th plateau decay
+    # The validation number that picks `best.pt` and that plateau decay and early stopping watch:
+    # "bound" is the negative ELBO (an LM's exact NLL); "rec" the reconstruction term alone, for
+    # an autoencoder trained at KL weight 0, whose KL grows unchecked (Li et al. 2019's code).
+    select_by: str = bounded("bound", choices=("bound", "rec"))
     # auto: bf16 autocast (softmax and losses stay fp32) where this machine's bf16 products at
     # the model's shapes are at least 1.3x fp32's (measured once, cached; `repro.precision`).
     precision: str = bounded("auto", choices=("auto", "fp32", "bf16"))
@@ -126,11 +138,17 @@ class KLScheduleConfig:
     kind: str = bounded("constant", choices=("constant", "linear", "logistic", "cyclical"))
     max_weight: float = bounded(1.0, lo=0.0)
     warmup_steps: int = bounded(0, lo=0)             # linear: steps from start_weight to max_weight
-    start_weight: float = bounded(0.0, lo=0.0)       # linear: the weight at step 0 (He et al.: 0.1)
+    # linear: the weight at step 0 (He et al.: 0.1); cyclical: at the start of every period
+    start_weight: float = bounded(0.0, lo=0.0)
     logistic_k: float = bounded(0.0025, lo=0.0)      # logistic: slope
     logistic_x0: int = bounded(2500, lo=0)           # logistic: step where the weight is max/2
     cycle_steps: int = bounded(10_000, lo=1)         # cyclical (Fu et al. 2019): one period
     cycle_ramp: float = bounded(0.5, lo=0.0, hi=1.0)  # fraction of a period spent rising
+    cycle_shape: str = bounded("linear", choices=("linear", "sigmoid", "cosine"))  # of the rise
+    # cyclical by count (Fu et al.'s M): `cycles` equal periods over `cycle_total_steps` updates,
+    # then max_weight; None: periods of `cycle_steps`, repeating for as long as training runs.
+    cycles: int | None = bounded(None, lo=1)
+    cycle_total_steps: int | None = bounded(None, lo=1)
 
 
 @dataclass

@@ -8,7 +8,9 @@ A latent-variable model implements:
   log_likelihood(batch, z)  -> (n, B): sum of token (or pixel) log-probabilities of x given z
   loss(batch, step)         -> dict of named scalar terms, `loss` among them
 and may override selectable(step) -> bool (default True): whether the epoch ending after `step`
-updates may supply the best checkpoint.
+updates may supply the best checkpoint; train_step(batch, step, updater) -> terms (default: one
+optimiser step on `loss`): the update itself; validated(metrics) (default: nothing): told each
+epoch's validation metrics, with `validation_metrics` naming any beyond the trainer's own.
 
 The default `loss` is the single-sample negative ELBO, assembled here once from pieces a model
 may override:
@@ -49,6 +51,8 @@ class LatentVariableModel(nn.Module):
     has_latent = True
     # The names of `repro.evaluate.METRIC_NAMES` defined for this model; None: all of them.
     shared_metrics: tuple[str, ...] | None = None
+    # Metrics beyond `repro.train.VALIDATION_METRICS` that `validated` reads (He et al.: "mi").
+    validation_metrics: tuple[str, ...] = ()
 
     def posterior(self, batch):
         raise NotImplementedError
@@ -93,6 +97,21 @@ class LatentVariableModel(nn.Module):
         says no for them: validation there is logged but neither selects a checkpoint nor counts
         toward early stopping or learning-rate decay."""
         return True
+
+    def train_step(self, batch, step: int, updater) -> dict[str, torch.Tensor]:
+        """One update of the training loop on `batch`, the update after `step` updates, returning
+        the terms to log. `updater` (`repro.train.Updater`) gives `loss(batch, step)` under the
+        run's precision, `step(terms, only=parameters)` (backward, clip, optimiser step of
+        those parameters alone) and `random_batch()`. Default: one step on the loss; He et al.
+        2019's aggressive training trains the encoder alone first."""
+        return updater.step(updater.loss(batch, step))
+
+    def validated(self, metrics: dict[str, float]) -> None:
+        """Called with each epoch's validation metrics (unprefixed: `elbo`, `kl`, ... and those
+        named in `validation_metrics`), and on a resume once for every epoch already trained, in
+        order, before the next update: a model whose training changes phase on validation (He
+        et al.'s aggressive phase ends when validation MI falls) keeps that phase as a function
+        of these calls, so it needs nothing of its own in the checkpoint. Default: nothing."""
 
     def evaluation_terms(self, batch) -> dict[str, torch.Tensor]:
         """The model's own metrics, `name -> (B,)` per example, scored in the evaluation pass

@@ -95,6 +95,9 @@ class Paper:
     # False for a package that teaches rather than reproduces (the demo): no results table, no
     # row in the results index, no lease jobs.
     reproduces_a_paper: bool = True
+    # A variant whose training wall time the paper's table divides every row's by, at the same
+    # preset (He et al. give aggressive training as 2.2x a VAE's); "" for no such column.
+    time_reference: str = ""
 
     def variant(self, name: str) -> Variant:
         if name not in self.variants:

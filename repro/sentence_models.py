@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from repro.config import FreeBitsConfig, KLScheduleConfig, ModelConfig, bounded
 from repro.data.noise import word_dropout
@@ -29,6 +30,10 @@ class TextVAEConfig(ModelConfig):
     z_mode: str = bounded("init", choices=("init", "input", "both"))
     decoder_dropout: float = bounded(0.0, lo=0.0, hi=1.0)
     word_keep_rate: float = bounded(1.0, lo=0.0, hi=1.0)   # 0: inputless decoder (kept at eval)
+    # Every parameter U(-init_range, init_range), then the embeddings U(-embed_init_range, ...)
+    # (He et al. 2019's code: 0.01 and 0.1); 0 keeps PyTorch's initialisation.
+    init_range: float = bounded(0.0, lo=0.0)
+    embed_init_range: float = bounded(0.0, lo=0.0)
     kl: KLScheduleConfig = field(default_factory=KLScheduleConfig)
     free_bits: FreeBitsConfig = field(default_factory=FreeBitsConfig)
 
@@ -41,6 +46,22 @@ class LSTMLMConfig(ModelConfig):
     num_layers: int = bounded(1, lo=1)
     dropout: float = bounded(0.0, lo=0.0, hi=1.0)
     word_keep_rate: float = bounded(1.0, lo=0.0, hi=1.0)
+    init_range: float = bounded(0.0, lo=0.0)         # as in `TextVAEConfig`
+    embed_init_range: float = bounded(0.0, lo=0.0)
+
+
+def init_uniform(module: nn.Module, init_range: float, embed_init_range: float) -> None:
+    """Every parameter of `module` U(-init_range, init_range), then every embedding table
+    U(-embed_init_range, embed_init_range) (He et al. 2019's `uniform_initializer(0.01)` and
+    `(0.1)`, biases included); a range of 0 leaves those parameters as they are."""
+    with torch.no_grad():
+        if init_range > 0:
+            for parameter in module.parameters():
+                parameter.uniform_(-init_range, init_range)
+        if embed_init_range > 0:
+            for part in module.modules():
+                if isinstance(part, nn.Embedding):
+                    part.weight.uniform_(-embed_init_range, embed_init_range)
 
 
 class DecoderInputs:
@@ -68,6 +89,7 @@ class TextVAE(LatentVariableModel):
                                    cfg.z_mode, dropout=cfg.decoder_dropout)
         self.decoder_inputs = DecoderInputs(cfg.word_keep_rate, vocab)
         self._prior = StandardNormal((cfg.latent_size,))
+        init_uniform(self, cfg.init_range, cfg.embed_init_range)
 
     def posterior(self, batch) -> DiagonalGaussian:
         mu, logvar = self.encoder(batch.targets, batch.num_targets)
@@ -90,6 +112,7 @@ class LSTMLM(LanguageModel):
         self.decoder = LSTMDecoder(len(vocab), cfg.embed_size, cfg.hidden_size, 1, "none",
                                    num_layers=cfg.num_layers, dropout=cfg.dropout)
         self.decoder_inputs = DecoderInputs(cfg.word_keep_rate, vocab)
+        init_uniform(self, cfg.init_range, cfg.embed_init_range)
 
     def log_likelihood(self, batch, z=None):
         inputs = self.decoder_inputs(batch.inputs, self.training)

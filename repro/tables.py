@@ -141,8 +141,8 @@ def render_paper_table(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
     lines += ["", "## Every metric of our runs (evaluation module, one protocol)", "",
               "| variant | preset | dataset | " + " | ".join(shown)
               + " | K | MI scoring | best epoch / epochs | val objective | val kl | train fraction "
-              "| wall time (s) |",
-              "|---|---|---|" + "---|" * len(shown) + "---|---|---|---|---|---|---|"]
+              "| wall time (s) |" + (f" time / {paper.time_reference} |" if paper.time_reference else ""),
+              "|---|---|---|" + "---|" * (len(shown) + 7 + bool(paper.time_reference))]
     for (name, preset, config), recs in sorted(groups.items()):
         cells = [_fmt([v for v in (_metric(r, m) for r in recs) if v is not None]) for m in shown]
         data = _one(r["dataset"] + (f" (for {r['substitute_for']})" if r.get("substitute_for") else "")
@@ -156,9 +156,23 @@ def render_paper_table(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
                      f" | {'; '.join(sorted({mi_scoring(r) or '—' for r in recs}))}"
                      f" | {', '.join(map(str, epochs))}"
                      f" | {_fmt(_at_best_epoch(recs, 'objective'))} | {_fmt(_at_best_epoch(recs, 'val/kl'))}"
-                     f" | {fraction} | {wall} |")
+                     f" | {fraction} | {wall} |" + _relative_time(paper, groups, preset, recs))
     lines += ["", f"Records: {len(records)}; commits: {describe_commits(records)}.", ""]
     return "\n".join(lines)
+
+
+def _relative_time(paper: Paper, groups: dict, preset: str, recs: list[dict]) -> str:
+    """The cell of the `Paper.time_reference` column: the mean training wall time of `recs` over
+    that of the reference variant's runs at the same preset ("—" without any); no cell when the
+    paper has no such column."""
+    if not paper.time_reference:
+        return ""
+    reference = groups.get((paper.time_reference, preset, ""))
+    if not reference:
+        return " — |"
+    ratio = (statistics.fmean(r["wall_time_s"] for r in recs)
+             / statistics.fmean(r["wall_time_s"] for r in reference))
+    return f" {ratio:.2f}× |"
 
 
 def _samples_cell(record: dict) -> str:

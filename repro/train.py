@@ -6,10 +6,10 @@ MLflow run and plots. A run directory holds `last.pt` (written atomically every 
 `--resume` restores: model, optimiser, the Polyak average under `optim.polyak`, step, epoch,
 RNG state, history, MLflow run id; also written mid-epoch when a `deadline` stops the run, with
 the epoch's running sums under `partial_epoch`, so the resumed epoch goes on from that update) and
-`best.pt` (the parameters with the best validation objective, among the epochs the model calls
-`selectable`; without one, the last parameters are tested and the record says so), and, under
-`optim.plateau_restores_best`, `best_optimizer.pt` (the optimiser state of that epoch, which a
-learning-rate decay restores with the parameters).
+`best.pt` (the parameters with the best validation objective, `train.select_by`, among the
+epochs the model calls `selectable`; without one, the last parameters are tested and the
+record says so), and, under `optim.plateau_restores_best`, `best_optimizer.pt` (the optimiser
+state of that epoch, which a learning-rate decay restores with the parameters).
 
 Surviving kills: a checkpoint becomes visible only by an atomic rename (a `.part` file left by
 a kill mid-write is never read, and is removed at the next start); a run folder is locked while
@@ -58,6 +58,7 @@ from repro.data.sources import DataError
 from repro.evaluate import applicable_metrics, evaluate_corpus, require_bf16_support
 from repro.plots import plot_training
 from repro.registry import get_paper
+from repro.schedules import learning_rate
 from repro.tracking import Tracker
 
 
@@ -224,6 +225,9 @@ def _build(cfg: RunConfig, run_dir: Path, resume: bool, device):
     if average is not None and cfg.optim.plateau_restores_best:
         raise TrainError("optim.polyak with optim.plateau_restores_best is not supported: the "
                          "restored best parameters are averaged ones")
+    if cfg.optim.lr_schedule != "constant" and cfg.optim.plateau_decay < 1.0:
+        raise TrainError("optim.lr_schedule with optim.plateau_decay is not supported: the "
+                         "schedule sets the rate at every update, so a decay would not last")
     return corpus, variant, model, optimizer, average
 
 
@@ -248,6 +252,8 @@ def _restore(cfg, run_dir: Path, resume: bool, finish_diverged: bool, model, opt
         average.load_state_dict(ckpt["polyak"])
     set_rng_state(ckpt["rng"])
     state.update(json.loads(ckpt["state"]))
+    for entry in state["history"]:      # the model's phase follows from the epochs already run
+        model.validated({k.removeprefix("val/"): v for k, v in entry.items() if k.startswith("val/")})
     if finish_diverged:
         _stop_at_divergence(run_dir, state, changes)
     elif changes:
@@ -334,6 +340,8 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
         # Under train.threads auto, the first updates of each epoch time 1 thread against all.
         probe = threads.epoch_probe()
         batches = corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch)
+        updater = Updater(model, optimizer, cfg.optim.grad_clip, device, bf16,
+                          RandomBatches(corpus, cfg.data.batch_size, cfg.seed, epoch))
         # An epoch's batches depend only on (seed, epoch), not on the global RNG (restored from
         # the checkpoint): skipping the ones already trained on replays the rest exactly.
         bar = tqdm(itertools.islice(batches, updates, None), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
@@ -349,13 +357,11 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
                                   if updates > saved_updates else None)
             batch = batch.to(device)
             timing = probe.before_update() if probe else None
-            with autocast(device, bf16):
-                terms = model.loss(batch, state["step"])
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            if cfg.optim.grad_clip:
-                terms.update(_clip_gradients(model, cfg.optim.grad_clip))
-            optimizer.step()
+            if cfg.optim.lr_schedule != "constant":     # a function of the step: resumes exactly
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(state["step"], cfg.optim)
+            # One optimiser step on the loss, unless the model owns its update (`train_step`).
+            terms = model.train_step(batch, state["step"], updater)
             if timing is not None:
                 probe.after_update(timing, batch)
             if average is not None:
@@ -375,7 +381,9 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
                                   batch_size=cfg.data.eval_batch_size, progress=False,
                                   metrics=_validation_metrics(model))
         val_metrics = val.prefixed("val")
-        objective = validation_objective(val.metrics)
+        # `train.select_by=rec`: an autoencoder at KL weight 0 is judged by what it trains on.
+        objective = (val.metrics["rec"] if cfg.train.select_by == "rec"
+                     else validation_objective(val.metrics))
         # A perplexity past float range means a per-token loss of over 700 nats: a finite loss
         # no trained model reaches, so a blow-up even in the first epoch (no best to compare).
         overflowed = any(math.isinf(val.metrics.get(k, 0.0)) for k in ("ppl", "elbo_ppl"))
@@ -390,6 +398,7 @@ def _fit(cfg, model, optimizer, corpus, device, state, tracker, last_path, best_
                  "precision": "bf16" if bf16 else "fp32", **threads.epoch_entry(probe),
                  **train_metrics, **val_metrics}
         state["history"].append(entry)
+        model.validated(val.metrics)
         with averaged(average):             # best.pt holds what was validated
             _after_validation(cfg, optimizer, state, objective, model, best_path)
         state["epoch"] += 1
@@ -442,7 +451,8 @@ def _resend_missing(tracker: Tracker, batches: list[tuple[dict, int]]) -> None:
 def _validation_metrics(model) -> tuple[str, ...] | None:
     if not model.has_latent:
         return None
-    return tuple(m for m in VALIDATION_METRICS if m in applicable_metrics(model))
+    wanted = VALIDATION_METRICS + tuple(model.validation_metrics)
+    return tuple(m for m in wanted if m in applicable_metrics(model))
 
 
 def _validation_eval(cfg):
@@ -466,7 +476,8 @@ def _after_validation(cfg, optimizer, state, objective, model, best_path):
         return
     state["stale_epochs"] += 1
     o = cfg.optim
-    if o.plateau_decay < 1.0 and state["stale_epochs"] % max(o.plateau_patience, 1) == 0:
+    if (o.plateau_decay < 1.0 and state["stale_epochs"] % max(o.plateau_patience, 1) == 0
+            and state["epoch"] >= o.plateau_after_epoch):
         rates = [group["lr"] for group in optimizer.param_groups]
         if o.plateau_restores_best:
             _restore_best(model, optimizer, best_path)
@@ -496,6 +507,59 @@ def _clip_gradients(model, max_norm: float) -> dict[str, torch.Tensor]:
     whole run or only caught the rare spike it is there for (no host sync: they stay tensors)."""
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     return {"grad_norm": norm, "clipped": (norm > max_norm).float()}
+
+
+class Updater:
+    """What one update may use, handed to the model's `train_step` (`repro.model`): the loss at
+    a step under the run's precision, an optimiser step, and random training batches. The
+    default update is `step(loss(batch, step))`; He et al. 2019's aggressive training steps the
+    encoder alone on random batches before each decoder step."""
+
+    def __init__(self, model, optimizer, grad_clip: float | None, device, bf16: bool,
+                 random_batches: "RandomBatches"):
+        self.model, self.optimizer, self.grad_clip = model, optimizer, grad_clip
+        self.device, self.bf16, self.random_batches = device, bf16, random_batches
+
+    def loss(self, batch, step: int) -> dict[str, torch.Tensor]:
+        with autocast(self.device, self.bf16):
+            return self.model.loss(batch, step)
+
+    def step(self, terms: dict[str, torch.Tensor], only=None) -> dict[str, torch.Tensor]:
+        """Backpropagate `terms["loss"]`, clip the gradient norm of the whole model, and step
+        the parameters in `only` (default: all). The optimiser keeps its state per parameter and
+        passes over those left without a gradient, so stepping a subset is exactly stepping a
+        separate optimiser of that subset's own; the clip still counts every gradient, as He et
+        al.'s code clips the whole model before stepping either of its two optimisers."""
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if self.grad_clip:
+            terms.update(_clip_gradients(self.model, self.grad_clip))
+        if only is not None:
+            stepped = {id(p) for p in only}
+            for p in self.model.parameters():
+                if id(p) not in stepped:
+                    p.grad = None
+        self.optimizer.step()
+        return terms
+
+    def random_batch(self):
+        return self.random_batches.draw().to(self.device)
+
+
+class RandomBatches:
+    """Training batches drawn uniformly at random from the epoch's own batches, by the global
+    RNG (which checkpoints restore), so a resumed run draws the same ones. The epoch's batches
+    are listed on the first draw only: a model that never draws costs nothing."""
+
+    def __init__(self, corpus, batch_size: int, seed: int, epoch: int):
+        self.corpus, self.batch_size, self.seed, self.epoch = corpus, batch_size, seed, epoch
+        self.pool: list = []
+
+    def draw(self):
+        if not self.pool:
+            self.pool = list(self.corpus.batches("train", self.batch_size, shuffle=True,
+                                                 seed=self.seed, epoch=self.epoch))
+        return self.pool[int(torch.randint(len(self.pool), ()))]
 
 
 _REMEDY = ("stopped without overwriting the last good checkpoint ({}). Lower optim.lr, set "

@@ -123,7 +123,8 @@ def test_every_benchmarked_method_runs_on_single_sentences():
     methods = benchmark.methods()
     papers = {p for p, _ in methods}
     assert papers == {"bowman2016", "kingma2016_iaf", "chen2017_vlae", "yang2017_dilated_cnn",
-                      "goyal2017_zforcing", "xie2017_noising"}
+                      "goyal2017_zforcing", "xie2017_noising",
+                      "he2019_lagging", "kim2018_savae"}
     assert ("xie2017_noising", "vae-unigram") in methods
     assert all(not v.endswith("-lm") and "mnist" not in v for _, v in methods)
     with pytest.raises(ConfigError, match="not benchmarked"):

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
+from helpers_initialise import state_at_first_update
 from helpers_records import cpu_metrics
 from papers.yang2017_dilated_cnn.model import CNNLM, CNNVAE, build, encoder_init_run
 from papers.yang2017_dilated_cnn.presets import VARIANTS
 from repro import schedules
-from repro import train as train_mod
 from repro.protocols import PROTOCOLS
 from repro.data import load_corpus
 from repro.sentence_models import TextVAE
@@ -144,26 +144,12 @@ def _train_smoke(variant, runs, *overrides):
     return train(cfg, runs_root=runs, records_root=None, track=False, progress=False)
 
 
-class _Started(Exception):
-    """Raised by the stand-in for the epoch loop: the test has seen what training starts from."""
-
-
 def test_init_copies_exactly_the_lm_runs_best_weights_into_the_encoder_and_nothing_else(tmp_path):
     lm = _train_smoke("lstm-lm", tmp_path)
     cfg = config("scnn-vae-init", "smoke")
     assert encoder_init_run(cfg, lm.run_dir.parents[3] / PAPER / cfg.variant / "smoke" / "seed0") == lm.run_dir
     best = torch.load(lm.run_dir / "best.pt", weights_only=True)
-    seen = {}
-
-    def first_update(cfg, model, optimizer, *args, **kwargs):
-        seen["model"] = {k: v.clone() for k, v in model.state_dict().items()}
-        seen["optimizer_state"] = dict(optimizer.state)
-        raise _Started
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_mod, "_fit", first_update)
-        with pytest.raises(_Started):
-            train(cfg, runs_root=tmp_path, records_root=None, track=False, progress=False)
+    seen = state_at_first_update(cfg, tmp_path)
     model = seen["model"]
     encoder = {k: v for k, v in model.items() if k.startswith(("encoder.embed.", "encoder.lstm."))}
     assert set(encoder) == {"encoder.embed.weight", *(f"encoder.lstm.{n}_l0" for n in

@@ -20,7 +20,8 @@ from repro.data.text import TextBatch, TextCorpus, TextSplit, Vocab, bucketed_ba
 
 __all__ = ["DATASETS", "DataError", "FileCheck", "LOADERS", "TextBatch", "TextCorpus", "TextSplit",
            "Vocab", "bucketed_batches", "build_corpus", "data_sha256", "fetch", "info", "load_corpus",
-           "locate", "open_text", "spec", "split_files", "updates_per_epoch", "verify"]
+           "locate", "open_text", "planned_updates_per_epoch", "spec", "split_files",
+           "updates_per_epoch", "verify"]
 
 LOADERS: dict[str, Callable] = {
     "ptb": text.load_ptb,
@@ -55,5 +56,18 @@ def updates_per_epoch(cfg, corpus) -> int:
     if "train" not in corpus.splits:
         return 0
     return math.ceil(len(corpus.split("train")) / cfg.data.batch_size)
+
+
+# Training examples of the corpora whose presets count schedules in epochs (measured on the
+# staged files), so that a preset converts epochs to updates without loading the data.
+TRAIN_EXAMPLES = {"ptb": 42_068}
+
+
+def planned_updates_per_epoch(data) -> int:
+    """`updates_per_epoch` of a `DataConfig` before its corpus is loaded: `TRAIN_EXAMPLES`,
+    cut to `train_fraction` as `load_corpus` cuts them, in batches of `data.batch_size`. For
+    presets with schedules in epochs (Fu et al.'s cycles, Zhu et al.'s warm-up)."""
+    examples = max(1, int(TRAIN_EXAMPLES[data.dataset] * data.train_fraction))
+    return math.ceil(examples / data.batch_size)
 
 
