@@ -22,8 +22,10 @@ Prints one table (benchmarks/README.md keeps the latest, with its command and th
    each after the same updates;
 5. IW-NLL at K = `--iw-samples` on the first `--eval-sentences` PTB test sentences through
    `repro.evaluate.evaluate`, interleaved batch by batch with He et al.'s loop (one sentence at
-   a time, full logits, cross-entropy per sample chunk); the full test set's time is
-   extrapolated by tokens; peak memory from a fresh process on the largest test batch;
+   a time, full logits, cross-entropy per sample chunk), and once more under
+   `eval.precision=auto` (what `repro eval` picks here: `repro.evaluate.eval_precision`); the
+   full test set's time is extrapolated by tokens; peak memory from a fresh process on the
+   largest test batch;
 6. the exact NLL of the 2-layer LSTM LM on PTB test, the same way;
 7. the other decoders: Yang et al.'s dilated-CNN VAE (`yang2017_dilated_cnn/scnn-vae`, cpu
    preset sizes) and the 2-layer LSTM LM, each trained by a plain loop around the same model
@@ -62,11 +64,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from repro.config import DataConfig, OptimConfig, RunConfig
+from repro.config import DataConfig, EvalConfig, OptimConfig, RunConfig
 from repro.data import load_corpus
 from repro.data.text import bucketed_batches
 from repro import precision
-from repro.evaluate import evaluate
+from repro.evaluate import eval_precision, evaluate
 from repro.sentence_models import LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
 from repro.train import ThreadChoice, autocast, build_optimizer
 
@@ -477,18 +479,19 @@ def peak_memory(kind: str, args):
     return peak, base, tuple(shape)
 
 
-def bench_eval(name, model, corpus, args, ours_fn, ref_fn, flops_per_token, kind) -> list[dict]:
-    """Ours and the reference interleaved batch by batch on the first test sentences; then the
-    peak memory of ours alone in a fresh process (`_memory_probe`)."""
+def bench_eval(name, model, corpus, args, contenders: dict, flops_per_token, kind) -> list[dict]:
+    """The contenders ("reference" first, then "ours" and any variant of ours) interleaved batch
+    by batch on the first test sentences; then the peak memory of "ours" alone in a fresh process
+    (`_memory_probe`)."""
     split = corpus.split("test")
     sentences = args.eval_sentences if model.has_latent else (args.lm_sentences or len(split))
     subset = split.subset(sentences)
     batches = list(bucketed_batches(subset, args.eval_batch_size, corpus.vocab, shuffle=False))
-    times, cpu = {"ours": 0.0, "reference": 0.0}, {"ours": 0.0, "reference": 0.0}
-    values = {"ours": [], "reference": []}
+    times, cpu = dict.fromkeys(contenders, 0.0), dict.fromkeys(contenders, 0.0)
+    values = {key: [] for key in contenders}
     for batch in batches:
         batch = batch.to(DEVICE)
-        for key, fn in (("ours", ours_fn), ("reference", ref_fn)):
+        for key, fn in contenders.items():
             start, cpu_start = time.perf_counter(), time.process_time()
             values[key].append(fn(batch))
             sync()
@@ -498,7 +501,7 @@ def bench_eval(name, model, corpus, args, ours_fn, ref_fn, flops_per_token, kind
     memory = peak_memory(kind, args) if DEVICE.type == "cpu" else None
     subset_tokens, full_tokens = subset.num_tokens(), split.num_tokens()
     rows = []
-    for key in ("reference", "ours"):
+    for key in contenders:
         seconds = times[key]
         rows.append({"name": f"{name}: {key}", "sentences": len(subset),
                      "sentences/s": len(subset) / seconds, "sentences/cpu-s": len(subset) / cpu[key],
@@ -520,9 +523,21 @@ def bench_vae_eval(corpus, model, args):
     def reference(batch):
         return reference_iw_nll(ref, batch, args.iw_samples, args.iw_chunk)
 
+    # What `repro eval` runs under `eval.precision=auto`: bf16 only where its products are faster
+    # here and it moves this model's IW-NLL on a test prefix by under the tolerance.
+    choice = eval_precision(model, corpus, EvalConfig(iw_samples=args.iw_samples, iw_chunk=args.iw_chunk),
+                            DEVICE, batch_size=args.eval_batch_size)
+
+    def auto(batch):
+        return evaluate(model, [batch], ("nll",), iw_samples=args.iw_samples, iw_chunk=args.iw_chunk,
+                        seed=0, bf16=choice.precision == "bf16").per_example["nll"]
+
     flops = args.iw_samples * decoder_flops_per_token(model.decoder)
-    return bench_eval(f"VAE IW-NLL K={args.iw_samples}", model, corpus, args, ours, reference, flops,
-                      kind="vae")
+    rows = bench_eval(f"VAE IW-NLL K={args.iw_samples}", model, corpus, args,
+                      {"reference": reference, "ours": ours, f"ours, eval auto ({choice.precision})": auto},
+                      flops, kind="vae")
+    rows[-1]["precision_reason"] = choice.reason
+    return rows
 
 
 def bench_lm_eval(corpus, args):
@@ -535,8 +550,9 @@ def bench_lm_eval(corpus, args):
     def reference(batch):
         return reference_lm_nll(model, batch)
 
-    return bench_eval("LSTM LM (2 layers) exact NLL", model, corpus, args, ours, reference,
-                      decoder_flops_per_token(model.decoder), kind="lm")
+    return bench_eval("LSTM LM (2 layers) exact NLL", model, corpus, args,
+                      {"reference": reference, "ours": ours}, decoder_flops_per_token(model.decoder),
+                      kind="lm")
 
 
 # ---------------------------------------------------------------- other decoders
@@ -623,8 +639,8 @@ def bench_cnn_eval(corpus, model, args):
                                    seed=0).per_example["nll"] for i, t in enumerate(split)])
 
     flops = args.iw_samples * dense_flops_per_token(model.decoder, skip=("z",))
-    return bench_eval(f"dilated-CNN VAE IW-NLL K={args.iw_samples}", model, corpus, args, batched,
-                      one_at_a_time, flops, kind="cnn")
+    return bench_eval(f"dilated-CNN VAE IW-NLL K={args.iw_samples}", model, corpus, args,
+                      {"reference": one_at_a_time, "ours": batched}, flops, kind="cnn")
 
 
 def bench_other_decoders(corpus, args) -> tuple[list[dict], list[dict]]:
@@ -705,13 +721,15 @@ def print_table(args, ceiling, adam_rows, train_rows, thread_rows, eval_rows, ot
     for i, row in enumerate(eval_rows):
         ratio = ""
         if not row["name"].endswith("reference"):
-            ref = eval_rows[i - 1]
+            ref = next(r for r in reversed(eval_rows[:i]) if r["name"].endswith("reference"))
             ratio = (f"{row['sentences/s'] / ref['sentences/s']:.2f}x; "
                      f"{row['sentences/cpu-s'] / ref['sentences/cpu-s']:.2f}x")
         notes = (f"first {row['sentences']} test sentences, full test ({row['full test (min)']:.1f} min) "
                  "extrapolated by tokens" if row["extrapolated"]
                  else f"all {row['sentences']} test sentences: {row['full test (min)']:.1f} min")
         notes += f"; NLL {row['nll']:.2f}"
+        if row.get("precision_reason"):
+            notes += f"; {row['precision_reason']}"
         if row["peak MiB"]:
             peak, base_mib, shape = row["peak MiB"]
             notes += (f"; peak RSS {peak:.0f} MiB, {peak - base_mib:+.0f} MiB over the loaded process, "

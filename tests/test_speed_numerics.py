@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from repro.data.text import TextSplit, Vocab, bucketed_batches
 from repro.evaluate import evaluate
 from repro.sentence_models import TextVAE, TextVAEConfig
+from repro.nn import lstm as lstm_module
 from repro.nn.lstm import OutputLayer
 
 
@@ -52,6 +53,24 @@ def test_fused_cross_entropy_matches_plain_values_and_gradients():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     # masked positions get no gradient at all
     assert fused_grads[0][~mask].abs().max() == 0
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 7, 10_000])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_fused_cross_entropy_in_row_blocks_matches_one_block(monkeypatch, block_rows, bf16):
+    """Under bf16 the fused forward works through row blocks (one block, several, a ragged last
+    one): the blocks must give what one pass over all rows gives, values and gradients (fp32
+    takes every row at once whatever the block size, and must too)."""
+    layer, hidden, targets, mask, weights = _case(seed=2, n=6)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        monkeypatch.setattr(lstm_module, "FUSED_BLOCK_ROWS", 10_000)
+        whole, whole_grads = _grads(lambda l, *a: l(*a), layer, hidden, targets, mask, weights)
+        monkeypatch.setattr(lstm_module, "FUSED_BLOCK_ROWS", block_rows)
+        blocks, block_grads = _grads(lambda l, *a: l(*a), layer, hidden, targets, mask, weights)
+    tolerance = dict(rtol=1e-2, atol=1e-2) if bf16 else dict(rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(blocks, whole, **tolerance)
+    for got, want in zip(block_grads, whole_grads):
+        torch.testing.assert_close(got, want, **tolerance)
 
 
 def test_fused_cross_entropy_under_bf16_autocast_matches_autocast_plain():
