@@ -148,12 +148,32 @@ def _scales(records: list[dict]) -> list[str]:
     return sorted({rec["preset"] for rec in records})
 
 
+def is_method(record: dict) -> bool:
+    """A record of a benchmarked method, not of a run one of them starts from (`requires`)."""
+    known = load_papers().get(record["paper"])
+    return known is not None and record["variant"] in known.variants and \
+        known.variants[record["variant"]].benchmark
+
+
 def protocol_records(dataset: str, root: Path = RECORDS_DIR) -> tuple[list[dict], list[dict]]:
-    """(records of the protocol's own config today, the others): only the first are pooled as
-    seeds, so a run under other settings, or under a protocol since changed, never joins them."""
-    records = load_records(records_root(dataset, root))
+    """(records of the protocol's own config today, the others), methods only: only the first are
+    pooled as seeds, so a run under other settings, or under a protocol since changed, never
+    joins them."""
+    records = [r for r in load_records(records_root(dataset, root)) if is_method(r)]
     same = [r for r in records if record_differences(r) == {}]
     return same, [r for r in records if record_differences(r) != {}]
+
+
+def _prerequisite_runs(dataset: str, root: Path) -> list[str]:
+    """A line naming the records of runs trained under the protocol only as a method's start."""
+    seeds: dict[str, list[int]] = {}
+    for record in load_records(records_root(dataset, root)):
+        if not is_method(record):
+            seeds.setdefault(f"{method_name(record)} ({record['preset']})", []).append(record["seed"])
+    if not seeds:
+        return []
+    runs = "; ".join(f"{name} {_seeds_phrase(sorted(s))}" for name, s in sorted(seeds.items()))
+    return [f"Also under the protocol, as the run a method starts from and not a row: {runs}.", ""]
 
 
 def _left_out(records: list[dict]) -> list[str]:
@@ -176,7 +196,7 @@ def render_benchmark(dataset: str, root: Path = RECORDS_DIR) -> str:
         lines += _render_scale(dataset, preset, [r for r in records if r["preset"] == preset])
     if not records:
         lines += ["No records yet.", ""]
-    lines += _left_out(others)
+    lines += _left_out(others) + _prerequisite_runs(dataset, root)
     return "\n".join(lines)
 
 
@@ -230,7 +250,9 @@ def _render_scale(dataset: str, preset: str, records: list[dict]) -> list[str]:
     lines += ["", f"Training time: the mean over seeds of the summed epoch times (evaluation left "
               f"out), over that of {TIME_REFERENCE}, each run at whatever threads and machine load "
               "its record names: a guide to cost (He et al. report 2.2× for aggressive training, "
-              "about 10× for SA-VAE), not a benchmark of speed.", ""]
+              "about 10× for SA-VAE), not a benchmark of speed. A method that starts from "
+              "another run (Li et al.'s pretrained encoder, Yang et al.'s +init) is timed "
+              "without it: that run's own time is in its record.", ""]
     lines += _mixed_mi_scoring(records)
     lines += _identical_note(repeats, seeds)
     for metric in TESTED_METRICS:

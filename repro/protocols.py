@@ -5,9 +5,10 @@ embedding, encoder, decoder and latent sizes, and the evaluation (IW-NLL with K 
 over the whole test set and AU over it, even where a reduced scale takes the bound on a prefix;
 AU threshold 0.01). A benchmarked variant's protocol config is its own preset at the protocol's
 scale (so its KL schedule, free bits, flows, decoder type stay the paper's) with the shared sizes
-and sections put in; `presets_for` names those configs `benchmark-<dataset>-<scale>`, and
-`repro.registry.resolve` finds them, so `repro train`, `repro sweep` and `--resume` work on them
-like on any other preset. Tables and statistics are in `repro.benchmark`.
+and sections put in, then whatever its `Variant.fit_protocol` adjusts; `presets_for` names those
+configs `benchmark-<dataset>-<scale>`, and `repro.registry.resolve` finds them, so `repro train`,
+`repro sweep` and `--resume` work on them like on any other preset. Tables and statistics are in
+`repro.benchmark`.
 """
 from __future__ import annotations
 
@@ -135,16 +136,18 @@ def protocol_config(base: RunConfig, proto: Protocol, variant) -> RunConfig:
     if variant.costly_posterior_density:
         exceptions["mi_au_whole_split"] = False
     evaluation = dataclasses.replace(proto.eval, **exceptions)
-    return dataclasses.replace(
+    cfg = dataclasses.replace(
         base, preset=proto.preset, model=with_shared_sizes(base.model, proto),
         data=dataclasses.replace(proto.data), optim=dataclasses.replace(proto.optim),
         train=dataclasses.replace(proto.train), eval=evaluation)
+    return variant.fit_protocol(cfg, proto) if variant.fit_protocol else cfg
 
 
-def presets_for(variant) -> dict:
+def presets_for(variant, prerequisite: bool = False) -> dict:
     """A benchmarked variant's protocol presets, `benchmark-<dataset>-<scale>` -> config maker
-    (none for other variants). Kept apart from `variant.presets`, the paper's own."""
-    if not variant.benchmark:
+    (none for other variants, except a `prerequisite`: one that a benchmarked variant of its
+    paper starts from, `Variant.requires`). Kept apart from `variant.presets`, the paper's own."""
+    if not (variant.benchmark or prerequisite):
         return {}
     return {proto.preset: (lambda proto=proto: protocol_config(variant.presets[proto.scale](), proto,
                                                                variant))

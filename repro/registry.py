@@ -67,8 +67,15 @@ class Variant:
     # runs folder, `initialise` reads: train them first (`repro train`; tests do the same).
     requires: tuple[str, ...] = ()
     # Trained in the cross-method benchmark (`repro benchmark`): a latent-variable model of single
-    # sentences whose preset configs take the protocol's shared sizes (`repro.benchmark`).
+    # sentences whose preset configs take the protocol's shared sizes (`repro.benchmark`). A
+    # variant that a benchmarked one `requires` gets the protocol presets too, and the benchmark
+    # trains it first, but has no row in its table.
     benchmark: bool = False
+    # (protocol config, Protocol) -> config: where this method's protocol config must depart
+    # from the plain substitution (`repro.protocols.protocol_config`) to stay the method, e.g. a
+    # schedule counted in updates re-derived for the protocol's length. Its `reading_note` says
+    # what changed.
+    fit_protocol: Callable | None = None
     # False for a row that only the benchmark runs (no row in the paper's table): `repro
     # reproduce` skips it.
     in_paper_table: bool = True
@@ -131,8 +138,10 @@ def get_paper(name: str) -> Paper:
 
 def resolve(paper: str, variant: str, preset: str) -> tuple[Variant, RunConfig]:
     """The variant and a fresh copy of its named preset config."""
-    var = get_paper(paper).variant(variant)
-    presets = {**var.presets, **presets_for(var)}
+    known = get_paper(paper)
+    var = known.variant(variant)
+    prerequisite = any(variant in v.requires for v in known.variants.values() if v.benchmark)
+    presets = {**var.presets, **presets_for(var, prerequisite)}
     if preset not in presets:
         raise ConfigError(f"{paper}/{variant} has no preset {preset!r}; presets: {sorted(presets)}")
     cfg = presets[preset]()

@@ -140,6 +140,32 @@ def jobs_for(paper: str, variants: Iterable[str] | None, seeds: Iterable[int], p
     return jobs
 
 
+def prerequisites(job: Job) -> list[Job]:
+    """The jobs whose finished runs `job` starts from (`Variant.requires`: Yang's LM for "+init",
+    Li's autoencoder): the same paper, preset, seed and overrides."""
+    return [Job(job.paper, name, job.preset, job.seed, job.overrides)
+            for name in get_paper(job.paper).variant(job.variant).requires]
+
+
+def with_prerequisites(jobs: list[Job]) -> list[Job]:
+    """`jobs`, each after the jobs it requires, added where the list lacks them (a finished one
+    is skipped like any other)."""
+    ordered: dict[Job, None] = {}
+    for job in jobs:
+        ordered.update(dict.fromkeys([*prerequisites(job), job]))
+    return list(ordered)
+
+
+def waves(jobs: list[Job]) -> list[list[Job]]:
+    """`jobs` (prerequisites first, as `with_prerequisites` orders them) in waves run one after
+    another, each wave after the waves of the jobs it requires: a parallel engine never starts a
+    job before the runs it reads have finished."""
+    wave_of: dict[Job, int] = {}
+    for job in jobs:
+        wave_of[job] = 1 + max((wave_of[p] for p in prerequisites(job) if p in wave_of), default=-1)
+    return [[job for job in jobs if wave_of[job] == k] for k in range(max(wave_of.values(), default=-1) + 1)]
+
+
 def priority(job) -> tuple:
     """Sort key of `PRIORITY`'s order: tier, place in `PRIORITY`, seed."""
     if (job.paper, job.variant) in PRIORITY:
@@ -494,12 +520,36 @@ Engine = Callable[[list[Job]], Iterable[Outcome]]
 
 def run_sweep(jobs: list[Job], records_dir: Path, engine: Engine,
               log: Callable[[str], None] = print) -> SweepSummary:
-    """Skip finished jobs, run the rest on `engine`, retry each failure once, and summarise."""
+    """Skip finished jobs, run the rest on `engine` (in `waves`: a job after those it requires),
+    retry each failure once, and summarise."""
     summary = SweepSummary(skipped=[job for job in jobs if is_finished(job, records_dir)])
     todo = [job for job in jobs if job not in summary.skipped]
     log(f"sweep: {len(jobs)} jobs, {len(summary.skipped)} already finished, {len(todo)} to run")
+    for wave in waves(todo):
+        failed, stopped = {o.job for o in summary.failed}, {o.job for o in summary.stopped}
+        ready = []
+        for job in wave:
+            blocking = [p for p in prerequisites(job) if p in failed or p in stopped]
+            if not blocking:
+                ready.append(job)
+                continue
+            # A prerequisite stopped at the deadline: this one waits for the next `--resume`.
+            waits = not any(p in failed for p in blocking)
+            outcome = Outcome(job, ok=False, stopped=waits, error=(
+                f"not started: it starts from {', '.join(p.name for p in blocking)}, which "
+                + ("stopped at the deadline" if waits else "failed")))
+            (summary.stopped if waits else summary.failed).append(outcome)
+        _run_wave(ready, records_dir, engine, log, summary)
+    for line in summary.lines():
+        log(line)
+    return summary
+
+
+def _run_wave(jobs: list[Job], records_dir: Path, engine: Engine, log: Callable[[str], None],
+              summary: SweepSummary) -> None:
+    """Run `jobs` on `engine`, retry each failure once, and add the outcomes to `summary`."""
     first_failures = []
-    for outcome in _attempt(todo, engine, log):
+    for outcome in _attempt(jobs, engine, log):
         if outcome.stopped:
             summary.stopped.append(outcome)
             continue
@@ -521,9 +571,6 @@ def run_sweep(jobs: list[Job], records_dir: Path, engine: Engine,
             continue
         summary.retried.append(outcome)
         (summary.finished if outcome.ok else summary.failed).append(outcome)
-    for line in summary.lines():
-        log(line)
-    return summary
 
 
 def _attempt(jobs: list[Job], engine: Engine, log: Callable[[str], None]) -> Iterator[Outcome]:
@@ -575,23 +622,27 @@ def run_from_args(args) -> int:
 
 def run_jobs(args, plan: Callable[[], list[Job]], records_dir: Path, experiment: str | None = None,
              title: str = "sweep") -> int:
-    """Run the jobs `plan` gives on the engine `args` names (the `repro sweep` options), records to
-    `records_dir`, MLflow runs to `experiment`; `repro sweep` and `repro benchmark` share it."""
+    """Run the jobs `plan` gives, and the jobs they require (`with_prerequisites`), on the engine
+    `args` names (the `repro sweep` options), records to `records_dir`, MLflow runs to
+    `experiment`; `repro sweep` and `repro benchmark` share it."""
     deadline = getattr(args, "deadline", None)
     if deadline is not None:
-        started, unordered = time.time(), plan
         # Measured from the command's start: planning and engine start-up count against a lease.
-        args.deadline_at = started + deadline
-        plan = lambda: by_priority(unordered())   # noqa: E731
+        args.deadline_at = time.time() + deadline
+
+    def jobs_to_run() -> list[Job]:
+        jobs = by_priority(plan()) if deadline is not None else plan()
+        return with_prerequisites(jobs)
+
     if args.plan:
-        print("\n".join(plan_lines(plan(), Path(records_dir).resolve(), Path(args.runs_dir).resolve(),
-                                   args.resume)))
+        print("\n".join(plan_lines(jobs_to_run(), Path(records_dir).resolve(),
+                                   Path(args.runs_dir).resolve(), args.resume)))
         return 0
     previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         if args.engine in ENGINE_MODULES:   # before planning: a missing engine is not a fallback
             import_engine(ENGINE_MODULES[args.engine], args.engine)
-        return _run_jobs(args, plan(), records_dir, experiment, title)
+        return _run_jobs(args, jobs_to_run(), records_dir, experiment, title)
     except EngineUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

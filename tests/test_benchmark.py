@@ -124,8 +124,10 @@ def test_every_benchmarked_method_runs_on_single_sentences():
     papers = {p for p, _ in methods}
     assert papers == {"bowman2016", "kingma2016_iaf", "chen2017_vlae", "yang2017_dilated_cnn",
                       "goyal2017_zforcing", "xie2017_noising",
-                      "he2019_lagging", "kim2018_savae"}
+                      "he2019_lagging", "kim2018_savae", "fu2019_cyclical", "li2019_pretrain_fb",
+                      "zhu2020_bnvae"}
     assert ("xie2017_noising", "vae-unigram") in methods
+    assert ("li2019_pretrain_fb", "ae-pretrain") not in methods   # a start, not a method
     assert all(not v.endswith("-lm") and "mnist" not in v for _, v in methods)
     with pytest.raises(ConfigError, match="not benchmarked"):
         benchmark.methods(["bowman2016/rnnlm-inputless"])
@@ -421,7 +423,27 @@ def test_benchmark_plan_lists_every_method_and_seed_and_writes_nothing(tmp_path,
     assert main(["benchmark", "synthetic", "--scale", "smoke", "--plan", "--no-mlflow",
                  "--runs-dir", str(tmp_path / "runs"), "--records-dir", str(records)]) == 0
     out = capsys.readouterr().out
-    count = len(benchmark.methods()) * 3
+    starts = ("yang2017_dilated_cnn/lstm-lm", "li2019_pretrain_fb/ae-pretrain")   # runs methods start from
+    count = (len(benchmark.methods()) + len(starts)) * 3
     assert f"plan: {count} jobs, 0 finished or running elsewhere, {count} to run" in out
     assert "bowman2016/vae/benchmark-synthetic-smoke/seed2: to run [no record yet]" in out
+    assert all(f"{start}/benchmark-synthetic-smoke/seed1: to run" in out for start in starts)
     assert not any(tmp_path.rglob("*"))
+
+
+def test_a_run_a_method_starts_from_is_trained_under_the_protocol_but_is_not_a_row(tmp_path):
+    """Yang's LM (for "+init") gets the protocol's presets because a benchmarked variant requires
+    it; a variant nothing benchmarked requires gets none; the table lists the LM's record apart."""
+    proto = protocols.protocol("ptb", "cpu")
+    _, lm = resolve("yang2017_dilated_cnn", "lstm-lm", proto.preset)
+    assert lm.model.hidden_size == proto.decoder_hidden and lm.optim == proto.optim
+    with pytest.raises(ConfigError):
+        resolve("bowman2016", "rnnlm-inputless", proto.preset)
+    _write(tmp_path, _record("yang2017_dilated_cnn/lstm-lm", 0, 120.0, 0.0))
+    _write(tmp_path, _record("yang2017_dilated_cnn/scnn-vae-init", 0, 110.0, 2.0))
+    records, others = benchmark.protocol_records("ptb", tmp_path)
+    assert [benchmark.method_name(r) for r in records + others] == ["yang2017_dilated_cnn/scnn-vae-init"]
+    table = benchmark.render_benchmark("ptb", tmp_path)
+    assert "| yang2017_dilated_cnn/lstm-lm |" not in table
+    assert ("as the run a method starts from and not a row: yang2017_dilated_cnn/lstm-lm "
+            "(benchmark-ptb-cpu) seed 0") in table

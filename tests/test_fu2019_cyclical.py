@@ -184,3 +184,32 @@ def test_real_run_cyclical_keeps_more_information_in_z_than_monotonic():
     assert cyclical["test/kl"] > monotonic["test/kl"]
     assert cyclical["test/mi"] > monotonic["test/mi"]
     assert cyclical["test/kl"] >= 1.0
+
+
+# ---- under the benchmark's protocols ------------------------------------------------------
+
+@pytest.mark.parametrize("dataset", ["ptb", "synthetic"])
+def test_under_a_protocol_the_cycles_span_its_run_and_the_rate_is_the_protocols(dataset):
+    """The protocol fixes the run length and optimiser for every method: Fu's four cycles are
+    spread over its updates with the same ramp fraction, the monotonic ramp over the same
+    fraction of the run, and no learning-rate restarts remain."""
+    from repro.protocols import protocol
+    proto = protocol(dataset, "cpu")
+    steps = proto.train.epochs * planned_updates_per_epoch(proto.data)
+    _, cyclical = resolve("fu2019_cyclical", "cyclical", proto.preset)
+    _, own = resolve("fu2019_cyclical", "cyclical", "cpu")
+    assert cyclical.model.kl.cycle_total_steps == steps
+    assert (cyclical.model.kl.cycles, cyclical.model.kl.cycle_ramp) == (own.model.kl.cycles, own.model.kl.cycle_ramp)
+    assert cyclical.optim == proto.optim and cyclical.train == proto.train
+    assert kl_weight(0, cyclical.model.kl) == pytest.approx(0.1)
+    assert kl_weight(steps // 4, cyclical.model.kl) == pytest.approx(0.1)    # the second cycle restarts
+    _, monotonic = resolve("fu2019_cyclical", "monotonic", proto.preset)
+    assert monotonic.model.kl.warmup_steps == round(0.225 * steps)
+    assert kl_weight(steps - 1, monotonic.model.kl) == pytest.approx(1.0)
+
+
+def test_planned_updates_of_the_generated_corpus_are_what_loading_it_gives():
+    from repro.protocols import protocol
+    data = protocol("synthetic", "cpu").data
+    corpus = load_corpus(data)
+    assert planned_updates_per_epoch(data) == math.ceil(len(corpus.split("train")) / data.batch_size)

@@ -311,3 +311,29 @@ def test_real_run_pretraining_adds_to_free_bits():
     0.1 nat of estimator noise) as without it. Thresholds ours, before the records."""
     ours, plain = cpu("pretrain-fb-dim"), cpu("vae-anneal-fb")
     assert ours["test/au"] >= plain["test/au"] and ours["test/mi"] >= plain["test/mi"] - 0.1
+
+
+# ---- under the benchmark's protocols ------------------------------------------------------
+
+def test_the_benchmark_trains_the_autoencoder_first_under_the_protocol_but_gives_it_no_row():
+    from repro.benchmark import methods
+    from repro.protocols import protocol
+    from repro.sweep import Job, waves, with_prerequisites
+    proto = protocol("ptb", "cpu")
+    assert (NAME, PRETRAIN) not in methods() and (NAME, "pretrain-fb-dim") in methods()
+    _, pretrain = resolve(NAME, PRETRAIN, proto.preset)
+    assert pretrain.train.select_by == "rec" and pretrain.model.kl.max_weight == 0.0
+    assert pretrain.model.latent_size == proto.latent_size and pretrain.optim == proto.optim
+    jobs = with_prerequisites([Job(NAME, "pretrain-fb-dim", proto.preset, 0)])
+    assert waves(jobs) == [[Job(NAME, PRETRAIN, proto.preset, 0)], [Job(NAME, "pretrain-fb-dim", proto.preset, 0)]]
+
+
+@pytest.mark.parametrize("dataset, latent", [("ptb", 32), ("synthetic", 4)])
+def test_under_a_protocol_lambda_stays_a_quarter_nat_per_latent_dimension(dataset, latent):
+    from repro.protocols import protocol
+    proto = protocol(dataset, "cpu")
+    assert proto.latent_size == latent
+    lam = {v: resolve(NAME, v, proto.preset)[1].model.free_bits.lam
+           for v in ("pretrain-fb-dim", "pretrain-fb-sentence", "pretrain-fb-batch")}
+    assert lam == {"pretrain-fb-dim": 0.25, "pretrain-fb-sentence": 0.25 * latent,
+                   "pretrain-fb-batch": 0.25 * latent}

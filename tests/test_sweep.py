@@ -426,3 +426,48 @@ def test_plan_names_each_jobs_state_and_cost_and_runs_nothing(tmp_path, capsys):
     (tmp_path / "runs" / PAPER / VARIANT / "smoke" / "seed1" / DIVERGED_MARKER).write_text("{}")
     assert main(sweep_argv(tmp_path, "--plan", "--resume", seeds=("1",))) == 0
     assert "seed1: diverged after epoch 1/1: this sweep's attempt replays it" in capsys.readouterr().out
+
+
+# ---- jobs that start from another run (`Variant.requires`) --------------------------------
+
+LM, INIT = ("yang2017_dilated_cnn", "lstm-lm"), ("yang2017_dilated_cnn", "scnn-vae-init")
+
+
+def test_a_job_brings_the_jobs_it_requires_ahead_of_it_once():
+    first, second = Job(*INIT, "smoke", 0), Job(*INIT, "smoke", 1)
+    other = Job(PAPER, VARIANT, "smoke", 0)
+    planned = sweep.with_prerequisites([first, other, second, Job(*LM, "smoke", 0)])
+    assert planned == [Job(*LM, "smoke", 0), first, other, Job(*LM, "smoke", 1), second]
+    assert sweep.waves(planned) == [[Job(*LM, "smoke", 0), other, Job(*LM, "smoke", 1)], [first, second]]
+
+
+def test_a_parallel_engine_never_starts_a_job_before_the_run_it_starts_from(tmp_path):
+    lm, init = Job(*LM, "smoke", 0), Job(*INIT, "smoke", 0)
+    calls = []
+
+    def engine(jobs):
+        calls.append(list(jobs))
+        for job in jobs:
+            yield Outcome(job, ok=True)
+
+    summary = run_sweep(sweep.with_prerequisites([init]), tmp_path / "records", engine,
+                        log=lambda line: None)
+    assert calls == [[lm], [init]] and summary.ok
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_job_whose_prerequisite_did_not_finish_is_not_started(tmp_path, stopped):
+    """A failed prerequisite fails its dependants without running them; one stopped at a lease's
+    deadline leaves them stopped too, for the next `--resume`."""
+    lm, init = Job(*LM, "smoke", 0), Job(*INIT, "smoke", 0)
+    calls = []
+
+    def engine(jobs):
+        calls.append(list(jobs))
+        for job in jobs:
+            yield Outcome(job, ok=False, stopped=stopped, error="deadline" if stopped else "boom")
+
+    summary = run_sweep([lm, init], tmp_path / "records", engine, log=lambda line: None)
+    assert init not in [job for wave in calls for job in wave]
+    blocked = [o for o in (summary.stopped if stopped else summary.failed) if o.job == init]
+    assert len(blocked) == 1 and lm.name in blocked[0].error and not blocked[0].ok

@@ -104,3 +104,20 @@ def _run(variant: str, preset: str) -> RunConfig:
 
 
 PRESETS = {preset: functools.partial(_run, preset=preset) for preset in SCALES}
+
+
+def fit_protocol(cfg: RunConfig, proto) -> RunConfig:
+    """The method under a benchmark protocol (`repro.protocols`), whose run length and optimiser
+    every method shares: the KL schedule keeps its shape over the protocol's run (M cycles over
+    all its updates, each ramping for the same fraction R; the monotonic ramp over the same
+    fraction of the run), while the learning rate is the protocol's, without restarts."""
+    scale = SCALES[proto.scale]
+    steps = cfg.train.epochs * planned_updates_per_epoch(cfg.data)
+    if cfg.train.max_steps:
+        steps = min(steps, cfg.train.max_steps)
+    if cfg.model.kl.kind == "cyclical":
+        kl = replace(cfg.model.kl, cycle_total_steps=steps)
+    else:
+        ramp = (1 - KL_START) * scale.monotonic_warmup_epochs / (scale.cycles * scale.cycle_epochs)
+        kl = replace(cfg.model.kl, warmup_steps=max(1, round(ramp * steps)))
+    return replace(cfg, model=replace(cfg.model, kl=kl))

@@ -7,7 +7,7 @@ per free-bits form of the official code) and the two baselines without pretraini
 every reduction from the paper, `reported.py` for the paper's numbers (none retrieved).
 """
 from papers.li2019_pretrain_fb.model import LiVAEConfig, build, initialise_encoder
-from papers.li2019_pretrain_fb.presets import NAME, PRESETS, PRETRAIN, PRETRAINED, VARIANTS
+from papers.li2019_pretrain_fb.presets import NAME, PRESETS, PRETRAIN, PRETRAINED, VARIANTS, fit_protocol
 from papers.li2019_pretrain_fb.reported import REPORTED, TABLE_METRICS
 from repro.generate import write_qualitative
 from repro.registry import Paper, Variant, presets_of_variant, register_paper
@@ -22,12 +22,21 @@ DESCRIPTIONS = {
 }
 
 
+READING_NOTE = ("Li et al.'s rows under the protocol: its optimiser instead of the paper's SGD at "
+                "rate 0.5; λ at 0.25 nats per latent dimension; the pretrained rows start from "
+                f"{PRETRAIN} trained under the same protocol, seed and scale (its record is listed "
+                "below the table), with a fresh decoder.")
+
+
 def _variant(name: str) -> Variant:
     pretrained = name in PRETRAINED
     return Variant(name, DESCRIPTIONS[name], LiVAEConfig, build, presets_of_variant(PRESETS, name),
                    reported=REPORTED[name], artifacts=write_qualitative,
                    initialise=initialise_encoder if pretrained else None,
-                   requires=(PRETRAIN,) if pretrained else ())
+                   requires=(PRETRAIN,) if pretrained else (),
+                   # The autoencoder is the pretrained rows' start, not a model of the data: the
+                   # benchmark trains it first (`requires`) but gives it no row.
+                   benchmark=name != PRETRAIN, fit_protocol=fit_protocol, reading_note=READING_NOTE)
 
 
 PAPER = register_paper(Paper(

@@ -46,13 +46,13 @@ Deviations from the paper:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from repro.config import ConfigError, ModelConfig, bounded
 from repro.sentence_models import CNNLM, LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
 from repro.nn.cnn import DilatedCNNDecoder
-from repro.checkpoints import TrainError, load_checkpoint, run_dir_for
+from repro.checkpoints import load_parts_from_run, required_run_dir
 
 
 @dataclass
@@ -110,8 +110,7 @@ def build(cfg, corpus):
 def encoder_init_run(cfg, run_dir: Path) -> Path:
     """The folder of the LM run that "+ init" reads: `model.encoder_init_lm` at `cfg`'s preset
     and seed, in the runs folder that holds `run_dir`."""
-    runs_root = Path(run_dir).parents[3]     # <root>/<paper>/<variant>/<preset>/seed<k>
-    return run_dir_for(replace(cfg, variant=cfg.model.encoder_init_lm), runs_root)
+    return required_run_dir(cfg, run_dir, cfg.model.encoder_init_lm)
 
 
 def initialise_encoder(model: TextVAE, cfg, run_dir: Path) -> None:
@@ -119,27 +118,6 @@ def initialise_encoder(model: TextVAE, cfg, run_dir: Path) -> None:
     LM run (`encoder_init_run`), from its best-validation checkpoint, into `model.encoder`.
     The LM's `decoder.embed` / `decoder.lstm` are the encoder's `embed` / `lstm` in shape and
     role (a left-to-right LSTM over the sentence's words); everything else keeps its init."""
-    lm_variant = cfg.model.encoder_init_lm
-    if lm_variant is None:
-        return
-    lm_dir = encoder_init_run(cfg, run_dir)
-    command = (f"repro train {cfg.paper} {lm_variant} --preset {cfg.preset} --seed {cfg.seed} "
-               f"--runs-dir {Path(run_dir).parents[3]}")
-    if not (lm_dir / "record.json").is_file() or not (lm_dir / "best.pt").is_file():
-        raise TrainError(f"{cfg.paper}/{cfg.variant} starts its encoder from a finished "
-                         f"{lm_variant} run, and {lm_dir} holds none: run `{command}` first")
-    if (lm_dir / "vocab.json").read_text() != model.vocab.to_json():
-        raise TrainError(f"{lm_dir} was trained on another vocabulary than this run's data "
-                         f"(data.* overrides?): retrain it with `{command}` and the same overrides")
-    weights = load_checkpoint(lm_dir / "best.pt", next(model.parameters()).device)
-    try:
-        model.encoder.embed.load_state_dict(_prefixed(weights, "decoder.embed."))
-        model.encoder.lstm.load_state_dict(_prefixed(weights, "decoder.lstm."))
-    except RuntimeError as err:   # shapes: model.* overrides the LM run was not trained with
-        raise TrainError(f"{lm_dir}'s LSTM LM does not fit this encoder "
-                         f"({str(err).splitlines()[-1].strip()}): retrain it with `{command}` "
-                         "and the same sizes") from None
-
-
-def _prefixed(weights: dict, prefix: str) -> dict:
-    return {name[len(prefix):]: tensor for name, tensor in weights.items() if name.startswith(prefix)}
+    if cfg.model.encoder_init_lm is not None:
+        load_parts_from_run(model, cfg, run_dir, cfg.model.encoder_init_lm,
+                            {"encoder.embed": "decoder.embed", "encoder.lstm": "decoder.lstm"})

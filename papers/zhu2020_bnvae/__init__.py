@@ -18,7 +18,7 @@ PAPER = register_paper(Paper(
     variants={name: Variant(name, f"LSTM-VAE, posterior mean batch-normalised with fixed scale "
                                   f"gamma = {gamma} (KL floor {32 * gamma ** 2 / 2:.2f} nats at latent 32)",
                             BNVAEConfig, build, presets_of_variant(PRESETS, name),
-                            reported=REPORTED[name], artifacts=write_qualitative)
+                            reported=REPORTED[name], artifacts=write_qualitative, benchmark=True)
               for name, gamma in GAMMAS.items()},
     table_metrics=("test/nll", "test/ppl", "test/elbo", "test/kl", "test/mi", "test/au"),
     notes=("PTB stands in for the README's Yahoo (not on disk), with the official repository's "

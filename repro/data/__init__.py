@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from repro.config import ConfigError
 from repro.data import dialog, images, stream, synthetic, text
 from repro.data.sources import (DATASETS, DataError, FileCheck, data_sha256, fetch, info, locate,
                                 open_text, spec, split_files, verify)
@@ -64,10 +65,18 @@ TRAIN_EXAMPLES = {"ptb": 42_068}
 
 
 def planned_updates_per_epoch(data) -> int:
-    """`updates_per_epoch` of a `DataConfig` before its corpus is loaded: `TRAIN_EXAMPLES`,
-    cut to `train_fraction` as `load_corpus` cuts them, in batches of `data.batch_size`. For
-    presets with schedules in epochs (Fu et al.'s cycles, Zhu et al.'s warm-up)."""
-    examples = max(1, int(TRAIN_EXAMPLES[data.dataset] * data.train_fraction))
+    """`updates_per_epoch` of a `DataConfig` before its corpus is loaded: `TRAIN_EXAMPLES` (the
+    generated corpus: its configured size), cut to `train_fraction` as `load_corpus` cuts them,
+    in batches of `data.batch_size`. For presets with schedules in epochs (Fu et al.'s cycles,
+    Zhu et al.'s warm-up)."""
+    if data.dataset == "synthetic":
+        total = data.synthetic.num_train
+    elif data.dataset in TRAIN_EXAMPLES:
+        total = TRAIN_EXAMPLES[data.dataset]
+    else:
+        raise ConfigError(f"the number of {data.dataset} training examples is not known before "
+                          f"loading it: schedules in epochs support {sorted(TRAIN_EXAMPLES)} and synthetic")
+    examples = max(1, int(total * data.train_fraction))
     return math.ceil(examples / data.batch_size)
 
 
