@@ -27,7 +27,8 @@ from pathlib import Path
 from repro import plots
 from repro.config import ConfigError
 from repro.protocols import DATASETS, PROTOCOLS, Protocol
-from repro.records import RECORDS_DIR, describe_commits, load_records, mi_scoring, record_differences
+from repro.records import (RECORDS_DIR, describe_commits, load_records, mi_scoring, moved_rows,
+                           record_differences)
 from repro.registry import get_paper, load_papers
 from repro.sweep import Job
 
@@ -197,6 +198,8 @@ def render_benchmark(dataset: str, root: Path = RECORDS_DIR) -> str:
     if not records:
         lines += ["No records yet.", ""]
     lines += _left_out(others) + _prerequisite_runs(dataset, root)
+    superseded = [r for r in load_records(records_root(dataset, root), superseded=True) if is_method(r)]
+    lines += moved_rows(records, superseded, tuple(f"test/{m}" for m in TESTED_METRICS), name=method_name)
     return "\n".join(lines)
 
 

@@ -21,6 +21,9 @@ from repro.registry import get_paper, resolve
 
 
 RECORDS_DIR = Path("results") / "records"
+# `<paper>/superseded/`: records that a run of the same row under today's config replaced (its
+# preset or code changed since they ran), kept so the tables can say how the row moved.
+SUPERSEDED = "superseded"
 
 
 def git_commit() -> str:
@@ -302,7 +305,23 @@ def write_record(record: dict, root: Path = RECORDS_DIR) -> Path:
     started = config_before_recoveries(record["config"], record.get("train", {}))
     path = record_path_for(root, started, _scored(record))
     remove_stale_parts(path.parent)
+    supersede(path, started)
     return write_json_atomic(record, path)
+
+
+def supersede(path: Path, config: dict) -> Path | None:
+    """Move the record at `path` into `superseded/` beside it, under its config hash, when it is
+    of another experiment than `config`, the run about to take its place (a preset or the code
+    changed since it ran); a record of the same experiment is simply replaced. Returns where it
+    went."""
+    old = read_record(path)
+    if old is None or same_experiment(old, config):
+        return None
+    started = config_before_recoveries(old["config"], old.get("train", {}))
+    dest = path.parent / SUPERSEDED / f"{path.stem}__{config_hash(started)}.json"
+    dest.parent.mkdir(exist_ok=True)
+    os.replace(path, dest)
+    return dest
 
 
 def read_record(path: Path) -> dict | None:
@@ -312,6 +331,33 @@ def read_record(path: Path) -> dict | None:
         return None
 
 
-def load_records(root: Path = RECORDS_DIR, paper: str | None = None) -> list[dict]:
+def load_records(root: Path = RECORDS_DIR, paper: str | None = None,
+                 superseded: bool = False) -> list[dict]:
+    """The records under `root` (one paper's with `paper`); with `superseded`, instead, the
+    earlier records that runs of today's configs replaced (`supersede`)."""
     base = Path(root) / paper if paper else Path(root)
-    return [json.loads(p.read_text()) for p in sorted(base.rglob("*.json"))]
+    return [json.loads(p.read_text()) for p in sorted(base.rglob("*.json"))
+            if (SUPERSEDED in p.relative_to(base).parts[:-1]) == superseded]
+
+
+def moved_rows(records: list[dict], superseded: list[dict], metrics: tuple[str, ...],
+               name=lambda r: r["variant"]) -> list[str]:
+    """Markdown: each row re-run under today's config, its superseded record's `metrics` against
+    the record that replaced it (same row, preset and seed). Empty without such a pair."""
+    current = {(name(r), r["preset"], r["seed"]): r for r in records if record_differences(r) == {}}
+    rows = []
+    for old in sorted(superseded, key=lambda r: (name(r), r["preset"], r["seed"], r["commit"])):
+        new = current.get((name(old), old["preset"], old["seed"]))
+        for metric in metrics if new else ():
+            before, after = old["metrics"].get(metric), new["metrics"].get(metric)
+            if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+                rows.append(f"| {name(old)} | {old['preset']} | {old['seed']} | {metric} | {before:.2f} "
+                            f"| {after:.2f} | {after - before:+.2f} | {_short(old['commit'])} -> "
+                            f"{_short(new['commit'])} |")
+    if not rows:
+        return []
+    return ["## Rows re-run after their preset or code changed", "",
+            "Each row's earlier record (kept in `superseded/`, trained by code or a preset since "
+            "changed: see CHANGELOG.md) against the run of today's config that replaced it.", "",
+            "| row | preset | seed | metric | before | after | change | commits |",
+            "|---|---|---|---|---|---|---|---|", *rows, ""]

@@ -14,7 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from repro import benchmark, lease, protocols
-from repro.records import RECORDS_DIR, describe_commits, load_records, mi_scoring, record_differences
+from repro.records import (RECORDS_DIR, describe_commits, load_records, mi_scoring, moved_rows,
+                           record_differences)
 from repro.registry import Paper, load_papers
 
 RESULTS_DIR = Path("results")
@@ -158,6 +159,8 @@ def render_paper_table(paper: Paper, records_root: Path = RECORDS_DIR) -> str:
                      f" | {_fmt(_at_best_epoch(recs, 'objective'))} | {_fmt(_at_best_epoch(recs, 'val/kl'))}"
                      f" | {fraction} | {wall} |" + _relative_time(paper, groups, preset, recs))
     lines += ["", f"Records: {len(records)}; commits: {describe_commits(records)}.", ""]
+    lines += moved_rows(records, load_records(records_root, paper.name, superseded=True),
+                        paper.table_metrics)
     return "\n".join(lines)
 
 

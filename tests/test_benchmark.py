@@ -447,3 +447,17 @@ def test_a_run_a_method_starts_from_is_trained_under_the_protocol_but_is_not_a_r
     assert "| yang2017_dilated_cnn/lstm-lm |" not in table
     assert ("as the run a method starts from and not a row: yang2017_dilated_cnn/lstm-lm "
             "(benchmark-ptb-cpu) seed 0") in table
+
+
+def test_a_method_re_run_under_a_changed_protocol_config_shows_how_it_moved(tmp_path):
+    from repro.records import write_record
+    old = _record("bowman2016/vae", 0, 110.0, 0.5)
+    old["config"]["optim"]["lr"] = 0.01          # the protocol's value when it ran, changed since
+    old["commit"] = "1111111aaa"
+    _write(tmp_path, old)
+    write_record(dict(_record("bowman2016/vae", 0, 108.0, 1.5), commit="2222222bbb"),
+                 benchmark.records_root("ptb", tmp_path))
+    table = benchmark.render_benchmark("ptb", tmp_path)
+    assert "Left out" not in table               # the old record is superseded, not a stale row
+    assert "| bowman2016/vae | benchmark-ptb-cpu | 0 | test/nll | 110.00 | 108.00 | -2.00 |" in table
+    assert "| bowman2016/vae | benchmark-ptb-cpu | 0 | test/kl | 0.50 | 1.50 | +1.00 |" in table

@@ -173,3 +173,29 @@ def test_a_run_is_dirty_for_changed_code_but_not_for_regenerated_results(tmp_pat
     assert not _read_commit(tmp_path).endswith("+dirty")
     (tmp_path / "train.py").write_text("lr = 2\n")
     assert _read_commit(tmp_path).endswith("+dirty")
+
+
+def test_a_rerun_under_a_changed_preset_keeps_the_old_record_and_the_table_says_how_the_row_moved(tmp_path):
+    """Issue 43: a row re-run after its preset or code changed replaces its record, and the
+    earlier one is kept in `superseded/` (never loaded as a current record) so the table can show
+    before, after and the commits; a rerun of the same experiment just replaces its record."""
+    from repro.records import load_records, write_record
+    records = tmp_path / "records"
+    old = _record("vae-anneal-worddrop", 0, 104.0)
+    old["config"]["optim"]["lr"] = 0.5          # the preset's value when it ran, changed since
+    old["commit"] = "1111111aaa"
+    _write(records, old)                        # where it was written then: the preset's path
+    new = _record("vae-anneal-worddrop", 0, 101.5)
+    new["commit"] = "2222222bbb"
+    path = write_record(new, records)
+    assert json.loads(path.read_text())["metrics"]["test/nll"] == 101.5
+    (kept,) = (records / "bowman2016" / "superseded").glob("*.json")
+    assert kept.name.startswith("vae-anneal-worddrop__cpu__seed0__")
+    assert [r["commit"] for r in load_records(records)] == ["2222222bbb"]
+    assert [r["commit"] for r in load_records(records, superseded=True)] == ["1111111aaa"]
+    text = tables.render_paper_table(get_paper("bowman2016"), records)
+    assert "## Rows re-run after their preset or code changed" in text
+    assert "| vae-anneal-worddrop | cpu | 0 | test/nll | 104.00 | 101.50 | -2.50 | 1111111aaa -> 2222222bbb |" in text
+    write_record(dict(new, commit="3333333ccc"), records)     # the same experiment again
+    assert len(list((records / "bowman2016" / "superseded").glob("*.json"))) == 1
+    assert [r["commit"] for r in load_records(records)] == ["3333333ccc"]
