@@ -213,6 +213,7 @@ def _build(cfg: RunConfig, run_dir: Path, resume: bool, device):
     torch.manual_seed(cfg.seed)
     try:
         corpus = load_corpus(cfg.data)
+        corpus.split("train")    # a corpus staged without it (Yahoo, SwDA): say so before training
     except DataError as err:
         raise DataError(f"{cfg.paper}/{cfg.variant} at preset {cfg.preset} is not runnable here: "
                         f"{err}") from err

@@ -78,3 +78,14 @@ def test_demo_quick_shows_the_table(tmp_path, monkeypatch, capsys):
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "repro.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "reproduce" in result.stdout
+
+
+def test_a_row_whose_training_split_is_not_staged_stops_before_training(tmp_path, capsys):
+    """Issue 43: SwDA (and Yahoo) have only valid and test here. The run says at once that the
+    row is not runnable here and how to get the data, before any epoch starts."""
+    code = main(["train", "zhao2017_kgcvae", "kgcvae", "--preset", "paper", "--no-mlflow",
+                 "--runs-dir", str(tmp_path / "runs")])
+    out = capsys.readouterr()
+    assert code != 0
+    assert "is not runnable here" in out.err and "repro data fetch swda" in out.err
+    assert "epoch 1" not in out.out + out.err
