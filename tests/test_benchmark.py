@@ -164,6 +164,10 @@ def test_table_gives_each_methods_training_time_as_a_multiple_of_the_plain_vaes(
         _write(tmp_path, _record("kingma2016_iaf/ptb-iaf-fb", seed, 100.0, 5.0,
                                  history=epochs(100.0 + 100 * seed, 100.0 + 100 * seed)))
     _write(tmp_path, _record("chen2017_vlae/ptb-iaf", 0, 105.0, 1.0))     # no epoch times
+    # A method that starts from another run costs that run's training too.
+    _write(tmp_path, _record("li2019_pretrain_fb/ae-pretrain", 0, 130.0, 40.0, history=epochs(30.0)))
+    _write(tmp_path, _record("li2019_pretrain_fb/pretrain-fb-dim", 0, 104.0, 4.0, history=epochs(70.0)))
+    _write(tmp_path, _record("yang2017_dilated_cnn/lstm-vae-init", 0, 106.0, 2.0, history=epochs(70.0)))
     text = benchmark.render_benchmark("ptb", tmp_path)
     rows = {}
     for line in text.splitlines():      # the summary table comes first, then the tests' tables
@@ -173,6 +177,8 @@ def test_table_gives_each_methods_training_time_as_a_multiple_of_the_plain_vaes(
     assert rows["bowman2016/vae"].endswith("| 1.00 |")
     assert rows["kingma2016_iaf/ptb-iaf-fb"].endswith("| 3.00 |")   # (200 + 400) / 2 over 100
     assert rows["chen2017_vlae/ptb-iaf"].endswith("| — |")
+    assert rows["li2019_pretrain_fb/pretrain-fb-dim"].endswith("| 1.00 |")   # (30 + 70) / 100
+    assert rows["yang2017_dilated_cnn/lstm-vae-init"].endswith("| — |")     # its LM's record is missing
 
 
 def test_methods_tied_on_nll_are_listed_by_name(tmp_path):
