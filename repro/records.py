@@ -351,8 +351,10 @@ def moved_rows(records: list[dict], superseded: list[dict], metrics: tuple[str, 
         for metric in metrics if new else ():
             before, after = old["metrics"].get(metric), new["metrics"].get(metric)
             if isinstance(before, (int, float)) and isinstance(after, (int, float)):
-                rows.append(f"| {name(old)} | {old['preset']} | {old['seed']} | {metric} | {before:.2f} "
-                            f"| {after:.2f} | {after - before:+.2f} | {_short(old['commit'])} -> "
+                # Scores in [0, 1] (BLEU, distinct-n) need a third decimal to show a change.
+                digits = 3 if max(abs(before), abs(after)) < 1 else 2
+                rows.append(f"| {name(old)} | {old['preset']} | {old['seed']} | {metric} | {before:.{digits}f} "
+                            f"| {after:.{digits}f} | {after - before:+.{digits}f} | {_short(old['commit'])} -> "
                             f"{_short(new['commit'])} |")
     if not rows:
         return []

@@ -592,14 +592,26 @@ def test_real_run_kl_annealing_alone_does_not_keep_z_informative_here():
     assert aux["test/mi"] > anneal["test/mi"] + 2.0
 
 
-@pytest.mark.parametrize("variant", TWO_PHASES)
-def test_real_run_two_phase_samples_are_more_diverse_and_cover_the_reference_better(variant):
+SAMPLE_METRICS = ("distinct_2_n10", "bleu_zhao_rec_1_n10_ref1", "bleu_zhao_prec_1_n10_ref1")
+IMPLICIT_PRECISION_NOT_REPRODUCED = pytest.mark.xfail(strict=True, reason=(
+    "not reproduced at cpu scale (one seed) for the implicit latent: its BLEU precision is 0.271 "
+    "against the VED's 0.287, while its distinct-2 (0.155 against 0.022) and BLEU recall (0.469 "
+    "against 0.363) do improve"))
+
+
+@pytest.mark.parametrize("variant, metric", [
+    pytest.param(variant, metric, marks=IMPLICIT_PRECISION_NOT_REPRODUCED
+                 if (variant, metric) == (TWO_PHASE, "bleu_zhao_prec_1_n10_ref1") else ())
+    for variant in TWO_PHASES for metric in SAMPLE_METRICS])
+def test_real_run_two_phase_samples_are_more_diverse_and_cover_the_reference_better(variant, metric):
     """The paper's case for the auxiliary autoencoder is generation (the training objective
     should match how responses are generated), so its sampled responses, not its likelihood,
-    should improve."""
+    should improve. Written before the records, as one test over the three metrics; split per
+    metric, with no bar changed, after the implicit latent's record (2026-12-07), so that the two
+    that hold stay asserted and the one that does not is marked (strict: a record that bears
+    it out fails here and gets the mark removed)."""
     ved, aux = cpu_metrics(PAPER, "ved"), two_phase_metrics(variant)
-    for name in ("distinct_2_n10", "bleu_zhao_rec_1_n10_ref1", "bleu_zhao_prec_1_n10_ref1"):
-        assert aux[f"test/{name}"] > ved[f"test/{name}"], name
+    assert aux[f"test/{metric}"] > ved[f"test/{metric}"], metric
 
 
 def test_real_run_implicit_latent_reports_its_regulariser_and_no_density_metric():
