@@ -151,9 +151,8 @@ def _scales(records: list[dict]) -> list[str]:
 
 def is_method(record: dict) -> bool:
     """A record of a benchmarked method, not of a run one of them starts from (`requires`)."""
-    known = load_papers().get(record["paper"])
-    return known is not None and record["variant"] in known.variants and \
-        known.variants[record["variant"]].benchmark
+    variant = getattr(load_papers().get(record["paper"]), "variants", {}).get(record["variant"])
+    return variant is not None and variant.benchmark
 
 
 def protocol_records(dataset: str, root: Path = RECORDS_DIR) -> tuple[list[dict], list[dict]]:
