@@ -130,6 +130,9 @@ def lock_held(lock: Path) -> bool:
 
 def run_status(run_dir: Path) -> RunStatus:
     running = lock_held(run_dir / ".lock")
+    # Until a checkpoint names its config, the folder's place says which run it is
+    # (`<runs>/<paper>/<variant>/<preset>/seed<k>`, `run_dir_for`).
+    place = "/".join(Path(run_dir).parts[-4:])
     if not (run_dir / "last.pt").is_file():
         if running:
             status = "running, first epoch"
@@ -137,13 +140,13 @@ def run_status(run_dir: Path) -> RunStatus:
             status = "diverged before its first checkpoint: start it afresh with a remedy"
         else:
             status = "no checkpoint: never finished an epoch"
-        return RunStatus(run_dir, str(run_dir), status, 0, 0, None, {}, 0.0, "")
+        return RunStatus(run_dir, place, status, 0, 0, None, {}, 0.0, "")
     try:
         ckpt = load_checkpoint(run_dir / "last.pt", "cpu")
         cfg, state = json.loads(ckpt["config"]), json.loads(ckpt["state"])
     except (TrainError, KeyError, ValueError) as err:
         why = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return RunStatus(run_dir, str(run_dir), "running" if running else f"unreadable: {why}",
+        return RunStatus(run_dir, place, "running" if running else f"unreadable: {why}",
                          0, 0, None, {}, 0.0, "")
     name = f"{cfg['paper']}/{cfg['variant']}/{cfg['preset']}/seed{cfg['seed']}"
     finished = _finished(run_dir, state)

@@ -77,7 +77,10 @@ def test_a_locked_run_is_running_even_before_its_first_checkpoint(tmp_path):
     directory.mkdir(parents=True)
     with train_mod.run_dir_lock(directory):
         assert run_status(directory).status == "running, first epoch"
-    assert run_status(directory).status == "no checkpoint: never finished an epoch"
+    status = run_status(directory)
+    assert status.status == "no checkpoint: never finished an epoch"
+    cfg = _cfg()     # named like a checkpointed run, not by its path on this machine
+    assert status.name == f"{cfg.paper}/{cfg.variant}/{cfg.preset}/seed{cfg.seed}"
 
 
 def test_the_cli_prints_every_run(tmp_path, capsys, monkeypatch):
