@@ -42,11 +42,12 @@ from typing import Callable, Iterable, Iterator
 from repro.checkpoints import (DeadlineReached, TrainError, load_checkpoint, raise_keyboard_interrupt,
                                run_dir_for)
 from repro.config import ConfigError, RunConfig, apply_overrides, config_hash, resumes_as
+from repro.data.sources import DataError
 from repro.records import read_record, record_path, record_path_for, same_experiment
 from repro.registry import get_paper, load_papers, resolve
 from repro.runs import run_status
 from repro.tracking import tracking_uri
-from repro.train import train
+from repro.train import time_updates, train
 
 
 
@@ -245,25 +246,56 @@ def _wall_times(record_paths) -> list[float]:
     return times
 
 
-def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool) -> list[str]:
+def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool,
+               timed_updates: int = 0) -> list[str]:
     """`--plan`: each job's state and what earlier records of its row took, run nothing. The
-    times are the records' own, at whatever threads and load they ran under: a guide, no promise."""
-    rows, todo, known_s = [], 0, 0.0
+    times are the records' own, at whatever threads and load they ran under: a guide, no promise.
+    With `timed_updates` > 0, a job to run whose row has no record is priced by timing that many
+    of its updates here (`repro.train.time_updates`)."""
+    rows, todo, known, known_s, timed_s = [], 0, 0, 0.0, 0.0
     unknown: list[Job] = []
+    timings: dict = {}    # config hash (seed 0) -> UpdateTiming, or why it failed
     for job in jobs:
         state = job_state(job, records_dir, runs_dir, resume)
+        to_run = not state.startswith(("finished", "running"))
         earlier = earlier_wall_time(job, records_dir)
         cost = f"{earlier[0] / 60:.0f} min per run in {earlier[1]} record(s)" if earlier else "no record yet"
+        if to_run and earlier:
+            known, known_s = known + 1, known_s + earlier[0]
+        elif to_run and timed_updates > 0:
+            cost, seconds = _timed_cost(job, timed_updates, timings)
+            timed_s += seconds
+        elif to_run:
+            unknown.append(job)
+        todo += to_run
         rows.append(f"  {job.name}: {state} [{cost}]")
-        if not state.startswith(("finished", "running")):
-            todo += 1
-            known_s += earlier[0] if earlier else 0.0
-            if not earlier:
-                unknown.append(job)
-    summary = (f"plan: the {todo - len(unknown)} to run with earlier records took "
-               f"{known_s / 3600:.1f} h of wall time between them; {len(unknown)} have none to go by")
+    summary = (f"plan: the {known} to run with earlier records took {known_s / 3600:.1f} h of "
+               f"wall time between them; "
+               + (f"the other {todo - known} at most {timed_s / 3600:.1f} h of training by "
+                  f"{timed_updates} update(s) each timed here (validation and the test evaluation "
+                  "not included)" if timed_updates > 0 else f"{len(unknown)} have none to go by"))
     return ([f"plan: {len(jobs)} jobs, {len(jobs) - todo} finished or running elsewhere, {todo} to run"]
             + rows + [summary] + _guess_for_unknown(unknown, records_dir))
+
+
+def _timed_cost(job: Job, updates: int, timings: dict) -> tuple[str, float]:
+    """A job's training time from `updates` of its updates timed here, as the plan's bracket
+    text and seconds; `timings` keeps each config's timing, so the seeds of a row time once."""
+    cfg = job.config()
+    key = config_hash({**cfg.to_dict(), "seed": 0})
+    if key not in timings:
+        try:
+            timings[key] = time_updates(cfg, updates)
+        except (ConfigError, DataError, TrainError) as err:    # e.g. a split not staged here
+            timings[key] = err
+    timing = timings[key]
+    if isinstance(timing, Exception):
+        return f"not timed: {timing}", 0.0
+    epoch_min = timing.seconds_per_update * timing.updates_per_epoch / 60
+    return (f"at most {timing.training_s / 3600:.1f} h of training, {timing.planned_updates} "
+            f"updates ({epoch_min:.1f} min per epoch of {timing.updates_per_epoch}): "
+            f"{timing.seconds_per_update:.3g} s per update at {timing.precision}, "
+            f"{timing.threads} thread(s)"), timing.training_s
 
 
 def _guess_for_unknown(unknown: list[Job], records_dir: Path) -> list[str]:
@@ -282,7 +314,7 @@ def _guess_for_unknown(unknown: list[Job], records_dir: Path) -> list[str]:
                          f"{count * median / 3600:.1f} h more")
         else:
             lines.append(f"plan: no {paper} record at {preset} to price its {count} job(s) by; "
-                         "time one run's first updates to estimate")
+                         "`--plan --time-updates N` times N of each one's updates here")
     return lines
 
 
@@ -590,6 +622,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--plan", action="store_true",
                         help="print what would run (finished, to resume, to run) and what earlier "
                              "records of each row took; run nothing")
+    parser.add_argument("--time-updates", type=int, default=0, metavar="N",
+                        help="with --plan: price each job whose row has no record by timing N of "
+                             "its updates here (training only; validation and testing not counted)")
     parser.add_argument("--engine", choices=sorted(ENGINES), default="local",
                         help="local: a process pool here; ray: Ray tasks; slurm: submitit")
     parser.add_argument("--jobs", type=int, default=None,
@@ -636,7 +671,8 @@ def run_jobs(args, plan: Callable[[], list[Job]], records_dir: Path, experiment:
 
     if args.plan:
         print("\n".join(plan_lines(jobs_to_run(), Path(records_dir).resolve(),
-                                   Path(args.runs_dir).resolve(), args.resume)))
+                                   Path(args.runs_dir).resolve(), args.resume,
+                                   getattr(args, "time_updates", 0))))
         return 0
     previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:

@@ -510,6 +510,66 @@ def _clip_gradients(model, max_norm: float) -> dict[str, torch.Tensor]:
     return {"grad_norm": norm, "clipped": (norm > max_norm).float()}
 
 
+@dataclass(frozen=True)
+class UpdateTiming:
+    """What `time_updates` measured: seconds per update at `precision` and `threads`, and the
+    updates the config plans (every epoch over the training split, cut at `train.max_steps`)."""
+
+    seconds_per_update: float
+    updates_per_epoch: int
+    planned_updates: int
+    precision: str
+    threads: int
+
+    @property
+    def training_s(self) -> float:
+        return self.seconds_per_update * self.planned_updates
+
+
+def time_updates(cfg: RunConfig, updates: int) -> UpdateTiming:
+    """Time `updates` training updates of `cfg` on this machine, after one untimed update (which
+    builds the oneDNN primitives), writing nothing: no run folder, checkpoint or record. The
+    precision is the one the run would choose; the threads are `train.threads`, or all of
+    torch's under auto. A variant that starts from another run's weights starts from its own
+    here: an update costs the same. Validation and the test evaluation are not timed."""
+    validate(cfg)
+    if updates < 1:
+        raise ValueError(f"time {updates} updates? give at least 1")
+    device = pick_device(cfg.train.device)
+    threads_before = torch.get_num_threads()
+    threads = cfg.train.threads or threads_before
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(cfg.seed)
+        corpus = load_corpus(cfg.data)
+        corpus.split("train")
+        model = get_paper(cfg.paper).variant(cfg.variant).build(cfg, corpus).to(device)
+        optimizer = build_optimizer(cfg, model)
+        choice = _train_precision(cfg, model, corpus, device)
+        per_epoch = sum(1 for _ in corpus.batches("train", cfg.data.batch_size, shuffle=True,
+                                                  seed=cfg.seed, epoch=0))
+        updater = Updater(model, optimizer, cfg.optim.grad_clip, device, choice.precision == "bf16",
+                          RandomBatches(corpus, cfg.data.batch_size, cfg.seed, 0))
+        batches = itertools.cycle(itertools.islice(
+            corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed, epoch=0),
+            updates + 1))
+        model.train()
+        started = 0.0
+        for step in range(updates + 1):
+            if step == 1:
+                started = time.perf_counter()
+            model.train_step(next(batches).to(device), step, updater)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = (time.perf_counter() - started) / updates
+    finally:
+        torch.set_num_threads(threads_before)
+    planned = per_epoch * cfg.train.epochs
+    if cfg.train.max_steps:
+        planned = min(planned, cfg.train.max_steps)
+    return UpdateTiming(seconds, per_epoch, planned, choice.precision, threads)
+
+
 class Updater:
     """What one update may use, handed to the model's `train_step` (`repro.model`): the loss at
     a step under the run's precision, an optimiser step, and random training batches. The

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from repro import sweep
+from repro import sweep, train as train_mod
+from repro.data.sources import DataError
 from repro.cli import main
 from repro.config import ConfigError
 from repro.checkpoints import DIVERGED_MARKER
@@ -397,6 +399,58 @@ def test_plan_prices_rows_without_records_at_the_median_run_of_their_paper_and_p
                          "would take about 0.1 h more")
     # Another paper's records price nothing of this one.
     assert lines[-1].startswith("plan: no xie2017_noising record at smoke to price its 1 job(s) by")
+
+
+def test_plan_prices_a_row_without_records_by_timing_its_updates_once_per_config(tmp_path, monkeypatch):
+    timed = []
+
+    def fake_time_updates(cfg, updates):
+        timed.append((cfg.variant, cfg.seed, updates))
+        return train_mod.UpdateTiming(seconds_per_update=36.0, updates_per_epoch=250,
+                                      planned_updates=1000, precision="bf16", threads=1)
+
+    monkeypatch.setattr(sweep, "time_updates", fake_time_updates)
+    jobs = [sweep.Job(PAPER, "vae-inputless", "smoke", seed, ()) for seed in range(3)]
+    lines = sweep.plan_lines(jobs, tmp_path / "records", tmp_path / "runs", resume=True,
+                             timed_updates=4)
+    assert timed == [("vae-inputless", 0, 4)]      # the seeds of one row are timed once
+    assert lines[1] == (f"  {PAPER}/vae-inputless/smoke/seed0: to run [at most 10.0 h of training, "
+                        "1000 updates (150.0 min per epoch of 250): 36 s per update at bf16, "
+                        "1 thread(s)]")
+    assert lines[-1] == ("plan: the 0 to run with earlier records took 0.0 h of wall time between "
+                         "them; the other 3 at most 30.0 h of training by 4 update(s) each timed "
+                         "here (validation and the test evaluation not included)")
+
+
+def test_plan_names_a_row_it_cannot_time_and_why(tmp_path, monkeypatch):
+    def unstaged(cfg, updates):
+        raise DataError("swda has no 'train' split here")
+
+    monkeypatch.setattr(sweep, "time_updates", unstaged)
+    lines = sweep.plan_lines([sweep.Job(PAPER, VARIANT, "smoke", 0, ())], tmp_path / "records",
+                             tmp_path / "runs", resume=True, timed_updates=2)
+    assert lines[1].endswith("to run [not timed: swda has no 'train' split here]")
+
+
+def test_time_updates_times_real_updates_of_the_config_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = sweep.Job(PAPER, VARIANT, "smoke", 0, ("train.max_steps=3",)).config()
+    timing = train_mod.time_updates(cfg, 2)
+    assert timing.seconds_per_update > 0 and timing.updates_per_epoch > 3
+    assert timing.planned_updates == 3
+    assert timing.training_s == pytest.approx(timing.seconds_per_update * 3)
+    assert timing.threads == torch.get_num_threads() and timing.precision in ("fp32", "bf16")
+    assert list(tmp_path.iterdir()) == []          # no run folder, checkpoint or record
+    uncut = sweep.Job(PAPER, VARIANT, "smoke", 0, ()).config()
+    assert train_mod.time_updates(uncut, 1).planned_updates == timing.updates_per_epoch * uncut.train.epochs
+
+
+def test_plan_with_time_updates_from_the_command_line(tmp_path, capsys):
+    assert main(sweep_argv(tmp_path, "--plan", "--time-updates", "2", seeds=("0",))) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"seed0: to run \[at most [0-9.]+ h of training, \d+ updates \([0-9.]+ min "
+                     r"per epoch of \d+\): [0-9.e-]+ s per update at (fp32|bf16), \d+ thread\(s\)\]", out)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "records").exists()
 
 
 def test_plan_names_each_jobs_state_and_cost_and_runs_nothing(tmp_path, capsys):
