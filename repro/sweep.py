@@ -247,16 +247,19 @@ def _wall_times(record_paths) -> list[float]:
 
 
 def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool,
-               timed_updates: int = 0) -> list[str]:
+               timed_updates: int = 0) -> Iterator[str]:
     """`--plan`: each job's state and what earlier records of its row took, run nothing. The
     times are the records' own, at whatever threads and load they ran under: a guide, no promise.
     With `timed_updates` > 0, a job to run whose row has no record is priced by timing that many
-    of its updates here (`repro.train.time_updates`)."""
-    rows, todo, known, known_s, timed_s = [], 0, 0, 0.0, 0.0
+    of its updates here (`repro.train.time_updates`). Lines come as they are known: timing
+    paper-scale rows takes minutes."""
+    states = [job_state(job, records_dir, runs_dir, resume) for job in jobs]
+    todo = sum(not state.startswith(("finished", "running")) for state in states)
+    yield f"plan: {len(jobs)} jobs, {len(jobs) - todo} finished or running elsewhere, {todo} to run"
+    known, known_s, timed_s = 0, 0.0, 0.0
     unknown: list[Job] = []
     timings: dict = {}    # config hash (seed 0) -> UpdateTiming, or why it failed
-    for job in jobs:
-        state = job_state(job, records_dir, runs_dir, resume)
+    for job, state in zip(jobs, states):
         to_run = not state.startswith(("finished", "running"))
         earlier = earlier_wall_time(job, records_dir)
         cost = f"{earlier[0] / 60:.0f} min per run in {earlier[1]} record(s)" if earlier else "no record yet"
@@ -267,15 +270,13 @@ def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool,
             timed_s += seconds
         elif to_run:
             unknown.append(job)
-        todo += to_run
-        rows.append(f"  {job.name}: {state} [{cost}]")
-    summary = (f"plan: the {known} to run with earlier records took {known_s / 3600:.1f} h of "
-               f"wall time between them; "
-               + (f"the other {todo - known} at most {timed_s / 3600:.1f} h of training by "
-                  f"{timed_updates} update(s) each timed here (validation and the test evaluation "
-                  "not included)" if timed_updates > 0 else f"{len(unknown)} have none to go by"))
-    return ([f"plan: {len(jobs)} jobs, {len(jobs) - todo} finished or running elsewhere, {todo} to run"]
-            + rows + [summary] + _guess_for_unknown(unknown, records_dir))
+        yield f"  {job.name}: {state} [{cost}]"
+    yield (f"plan: the {known} to run with earlier records took {known_s / 3600:.1f} h of "
+           f"wall time between them; "
+           + (f"the other {todo - known} at most {timed_s / 3600:.1f} h of training by "
+              f"{timed_updates} update(s) each timed here (validation and the test evaluation "
+              "not included)" if timed_updates > 0 else f"{len(unknown)} have none to go by"))
+    yield from _guess_for_unknown(unknown, records_dir)
 
 
 def _timed_cost(job: Job, updates: int, timings: dict) -> tuple[str, float]:
@@ -670,9 +671,10 @@ def run_jobs(args, plan: Callable[[], list[Job]], records_dir: Path, experiment:
         return with_prerequisites(jobs)
 
     if args.plan:
-        print("\n".join(plan_lines(jobs_to_run(), Path(records_dir).resolve(),
-                                   Path(args.runs_dir).resolve(), args.resume,
-                                   getattr(args, "time_updates", 0))))
+        for line in plan_lines(jobs_to_run(), Path(records_dir).resolve(),
+                               Path(args.runs_dir).resolve(), args.resume,
+                               getattr(args, "time_updates", 0)):
+            print(line, flush=True)
         return 0
     previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:

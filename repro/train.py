@@ -512,14 +512,19 @@ def _clip_gradients(model, max_norm: float) -> dict[str, torch.Tensor]:
 
 @dataclass(frozen=True)
 class UpdateTiming:
-    """What `time_updates` measured: seconds per update at `precision` and `threads`, and the
-    updates the config plans (every epoch over the training split, cut at `train.max_steps`)."""
+    """What `time_updates` measured: seconds per update at the precision `choice` (what the run
+    would pick, and why) and `threads`, and the updates the config plans (every epoch over the
+    training split, cut at `train.max_steps`)."""
 
     seconds_per_update: float
     updates_per_epoch: int
     planned_updates: int
-    precision: str
+    choice: precision_mod.Choice
     threads: int
+
+    @property
+    def precision(self) -> str:
+        return self.choice.precision
 
     @property
     def training_s(self) -> float:
@@ -567,7 +572,7 @@ def time_updates(cfg: RunConfig, updates: int) -> UpdateTiming:
     planned = per_epoch * cfg.train.epochs
     if cfg.train.max_steps:
         planned = min(planned, cfg.train.max_steps)
-    return UpdateTiming(seconds, per_epoch, planned, choice.precision, threads)
+    return UpdateTiming(seconds, per_epoch, planned, choice, threads)
 
 
 class Updater:

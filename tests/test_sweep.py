@@ -14,6 +14,7 @@ import torch
 
 from repro import sweep, train as train_mod
 from repro.data.sources import DataError
+from repro.precision import Choice
 from repro.cli import main
 from repro.config import ConfigError
 from repro.checkpoints import DIVERGED_MARKER
@@ -393,7 +394,7 @@ def test_plan_prices_rows_without_records_at_the_median_run_of_their_paper_and_p
         path.write_text(json.dumps({"wall_time_s": wall}))
     jobs = [sweep.Job(PAPER, "vae-inputless", "smoke", seed, ()) for seed in range(3)]
     jobs.append(sweep.Job("xie2017_noising", "medium-none", "smoke", 0, ()))
-    lines = sweep.plan_lines(jobs, records, tmp_path / "runs", resume=True)
+    lines = list(sweep.plan_lines(jobs, records, tmp_path / "runs", resume=True))
     assert lines[-3].endswith("; 4 have none to go by")
     assert lines[-2] == (f"plan: at the median of 3 {PAPER} record(s) at smoke (2 min), those 3 "
                          "would take about 0.1 h more")
@@ -406,13 +407,13 @@ def test_plan_prices_a_row_without_records_by_timing_its_updates_once_per_config
 
     def fake_time_updates(cfg, updates):
         timed.append((cfg.variant, cfg.seed, updates))
-        return train_mod.UpdateTiming(seconds_per_update=36.0, updates_per_epoch=250,
-                                      planned_updates=1000, precision="bf16", threads=1)
+        return train_mod.UpdateTiming(seconds_per_update=36.0, updates_per_epoch=250, planned_updates=1000,
+                                      choice=Choice("bf16", "as configured"), threads=1)
 
     monkeypatch.setattr(sweep, "time_updates", fake_time_updates)
     jobs = [sweep.Job(PAPER, "vae-inputless", "smoke", seed, ()) for seed in range(3)]
-    lines = sweep.plan_lines(jobs, tmp_path / "records", tmp_path / "runs", resume=True,
-                             timed_updates=4)
+    lines = list(sweep.plan_lines(jobs, tmp_path / "records", tmp_path / "runs", resume=True,
+                                  timed_updates=4))
     assert timed == [("vae-inputless", 0, 4)]      # the seeds of one row are timed once
     assert lines[1] == (f"  {PAPER}/vae-inputless/smoke/seed0: to run [at most 10.0 h of training, "
                         "1000 updates (150.0 min per epoch of 250): 36 s per update at bf16, "
@@ -427,8 +428,8 @@ def test_plan_names_a_row_it_cannot_time_and_why(tmp_path, monkeypatch):
         raise DataError("swda has no 'train' split here")
 
     monkeypatch.setattr(sweep, "time_updates", unstaged)
-    lines = sweep.plan_lines([sweep.Job(PAPER, VARIANT, "smoke", 0, ())], tmp_path / "records",
-                             tmp_path / "runs", resume=True, timed_updates=2)
+    lines = list(sweep.plan_lines([sweep.Job(PAPER, VARIANT, "smoke", 0, ())], tmp_path / "records",
+                                  tmp_path / "runs", resume=True, timed_updates=2))
     assert lines[1].endswith("to run [not timed: swda has no 'train' split here]")
 
 
