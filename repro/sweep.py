@@ -256,7 +256,7 @@ def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool,
     states = [job_state(job, records_dir, runs_dir, resume) for job in jobs]
     todo = sum(not state.startswith(("finished", "running")) for state in states)
     yield f"plan: {len(jobs)} jobs, {len(jobs) - todo} finished or running elsewhere, {todo} to run"
-    known, known_s, timed_s = 0, 0.0, 0.0
+    known, known_s, timed, timed_s = 0, 0.0, 0, 0.0
     unknown: list[Job] = []
     timings: dict = {}    # config hash (seed 0) -> UpdateTiming, or why it failed
     for job, state in zip(jobs, states):
@@ -267,21 +267,23 @@ def plan_lines(jobs: list[Job], records_dir: Path, runs_dir: Path, resume: bool,
             known, known_s = known + 1, known_s + earlier[0]
         elif to_run and timed_updates > 0:
             cost, seconds = _timed_cost(job, timed_updates, timings)
-            timed_s += seconds
+            timed, timed_s = timed + (seconds is not None), timed_s + (seconds or 0.0)
         elif to_run:
             unknown.append(job)
         yield f"  {job.name}: {state} [{cost}]"
     yield (f"plan: the {known} to run with earlier records took {known_s / 3600:.1f} h of "
            f"wall time between them; "
-           + (f"the other {todo - known} at most {timed_s / 3600:.1f} h of training by "
-              f"{timed_updates} update(s) each timed here (validation and the test evaluation "
-              "not included)" if timed_updates > 0 else f"{len(unknown)} have none to go by"))
+           + (f"{timed} at most {timed_s / 3600:.1f} h of training by {timed_updates} update(s) "
+              "each timed here (validation and the test evaluation not included); "
+              f"{todo - known - timed} could not be timed here" if timed_updates > 0
+              else f"{len(unknown)} have none to go by"))
     yield from _guess_for_unknown(unknown, records_dir)
 
 
-def _timed_cost(job: Job, updates: int, timings: dict) -> tuple[str, float]:
+def _timed_cost(job: Job, updates: int, timings: dict) -> tuple[str, float | None]:
     """A job's training time from `updates` of its updates timed here, as the plan's bracket
-    text and seconds; `timings` keeps each config's timing, so the seeds of a row time once."""
+    text and seconds (None where it cannot be timed here); `timings` keeps each config's timing,
+    so the seeds of a row time once."""
     cfg = job.config()
     key = config_hash({**cfg.to_dict(), "seed": 0})
     if key not in timings:
@@ -291,7 +293,7 @@ def _timed_cost(job: Job, updates: int, timings: dict) -> tuple[str, float]:
             timings[key] = err
     timing = timings[key]
     if isinstance(timing, Exception):
-        return f"not timed: {timing}", 0.0
+        return f"not timed: {timing}", None
     epoch_min = timing.seconds_per_update * timing.updates_per_epoch / 60
     return (f"at most {timing.training_s / 3600:.1f} h of training, {timing.planned_updates} "
             f"updates ({epoch_min:.1f} min per epoch of {timing.updates_per_epoch}): "

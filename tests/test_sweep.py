@@ -419,8 +419,8 @@ def test_plan_prices_a_row_without_records_by_timing_its_updates_once_per_config
                         "1000 updates (150.0 min per epoch of 250): 36 s per update at bf16, "
                         "1 thread(s)]")
     assert lines[-1] == ("plan: the 0 to run with earlier records took 0.0 h of wall time between "
-                         "them; the other 3 at most 30.0 h of training by 4 update(s) each timed "
-                         "here (validation and the test evaluation not included)")
+                         "them; 3 at most 30.0 h of training by 4 update(s) each timed here "
+                         "(validation and the test evaluation not included); 0 could not be timed here")
 
 
 def test_plan_names_a_row_it_cannot_time_and_why(tmp_path, monkeypatch):
@@ -431,6 +431,8 @@ def test_plan_names_a_row_it_cannot_time_and_why(tmp_path, monkeypatch):
     lines = list(sweep.plan_lines([sweep.Job(PAPER, VARIANT, "smoke", 0, ())], tmp_path / "records",
                                   tmp_path / "runs", resume=True, timed_updates=2))
     assert lines[1].endswith("to run [not timed: swda has no 'train' split here]")
+    assert lines[-1].endswith("0 at most 0.0 h of training by 2 update(s) each timed here (validation "
+                              "and the test evaluation not included); 1 could not be timed here")
 
 
 def test_time_updates_times_real_updates_of_the_config_and_writes_nothing(tmp_path, monkeypatch):
