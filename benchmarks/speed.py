@@ -70,7 +70,7 @@ from repro.data.text import bucketed_batches
 from repro import precision
 from repro.evaluate import eval_precision, evaluate
 from repro.sentence_models import LSTMLM, LSTMLMConfig, TextVAE, TextVAEConfig
-from repro.train import ThreadChoice, autocast, build_optimizer
+from repro.train import ThreadChoice, autocast, build_optimizer, choose_train_precision
 
 
 # Where the rows run (`--device`); batches are built on the CPU and moved there.
@@ -318,7 +318,8 @@ def bench_training(corpus, args) -> list[dict]:
 def bench_auto(corpus, args) -> tuple[list[dict], dict]:
     """The trainer's defaults (`train.precision=auto`, `train.threads` unset) against fp32 at all
     of torch's threads: same initialisation, same batches, interleaved blocks. The precision is
-    `repro.precision.resolve` at this model's shapes (timed, or read from the user cache); the
+    the trainer's (`repro.train.choose_train_precision`: whole updates of a copy of this model
+    timed at bf16 and fp32, or read from the user cache); the
     thread probe (8 updates alternating 1 thread and all, after one untimed) runs inside the auto
     trainer's updates, as at the start of a training epoch, so its cost is in the row."""
     torch.manual_seed(args.seed)
@@ -327,12 +328,9 @@ def bench_auto(corpus, args) -> tuple[list[dict], dict]:
     model = TextVAE(cfg.model, corpus.vocab)
     init = copy.deepcopy(model)
     all_threads = torch.get_num_threads()
-    rows, size, steps = precision.typical_batch(
-        corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed))
-    products = precision.model_products(model, rows, size, steps)
     cached = precision.cache_path().is_file()
     start = time.perf_counter()
-    choice = precision.resolve("auto", DEVICE, products)
+    choice = choose_train_precision(cfg, model, corpus, DEVICE)
     resolve_s = time.perf_counter() - start
     probe = ThreadChoice(None, DEVICE).epoch_probe()
     torch.set_num_threads(all_threads)
@@ -358,8 +356,7 @@ def bench_auto(corpus, args) -> tuple[list[dict], dict]:
                     "GFLOP/s": tokens_s * vae_flops_per_token(ours) * 3 / 1e9,
                     "seconds": trainer.seconds,
                     "val -ELBO": validation_elbo(ours, corpus, args.val_sentences)})
-    picked = {"precision": choice.as_dict(), "precision_products": [p.__dict__ for p in products],
-              "precision_resolve_s": resolve_s, "precision_cache_existed": cached,
+    picked = {"precision": choice.as_dict(), "precision_resolve_s": resolve_s, "precision_cache_existed": cached,
               "threads_all": all_threads, "threads_chosen": probe.chosen if probe else all_threads,
               "threads_probe_tokens_per_s": probe.rates() if probe else {}}
     out[-1]["name"] += (f" ({choice.precision}, {picked['threads_chosen']} thread"

@@ -100,8 +100,8 @@ class TrainConfig:
     # "bound" is the negative ELBO (an LM's exact NLL); "rec" the reconstruction term alone, for
     # an autoencoder trained at KL weight 0, whose KL grows unchecked (Li et al. 2019's code).
     select_by: str = bounded("bound", choices=("bound", "rec"))
-    # auto: bf16 autocast (softmax and losses stay fp32) where this machine's bf16 products at
-    # the model's shapes are at least 1.3x fp32's (measured once, cached; `repro.precision`).
+    # auto: bf16 autocast (softmax and losses stay fp32) where the model's own updates run at
+    # least 1.3x faster in bf16 here (timed once per machine and config, cached; `repro.precision`).
     precision: str = bounded("auto", choices=("auto", "fp32", "bf16"))
     # The old switch, kept as an alias: true is precision bf16, false fp32 (autocast off, what it
     # always meant), null leaves `precision` in charge. Records before `precision` say false.

@@ -3,15 +3,20 @@
 The same code meets CPUs whose bf16 matrix products are 2x faster than fp32 (AVX-512 bf16 on
 recent AMD EPYC), faster still (Intel AMX) or slower (an AVX-512 bf16 Xeon without AMX measured
 0.57x), and machines shared with other jobs, where two OpenMP threads can run 10x slower than
-one. So `train.precision=auto` times bf16 against fp32 products at the model's own shapes (the
-output projection and the LSTM gate products for the run's sizes) and uses bf16 autocast only
-where it is at least `BF16_MIN_SPEEDUP` times faster; the timings are cached per machine and
-torch version in the user cache (`precision.json`), so the few seconds are spent once.
+one. So `train.precision=auto` times whole training updates of the run's own model at fp32 and
+at bf16 (`repro.train` does the updates, on a copy, outside the run's random stream) and uses
+bf16 autocast only where an update is at least `BF16_MIN_SPEEDUP` times faster. Matrix products
+alone mislead for some models: on an AMD EPYC, the largest linear layer of the MNIST conv VAEs
+ran 1.70x faster in bf16 while their whole updates ran only 1.08-1.25x faster
+(`benchmarks/precision_check.py`). Evaluation, which has no update to time, times bf16 against
+fp32 products at the model's shapes (the output projection and the LSTM gate products) and then
+checks the numbers (`repro.evaluate.eval_precision`). Timings are cached per machine and torch
+version in the user cache (`precision.json`; updates per config), so the seconds are spent once.
 `train.threads=None` (auto) times updates at 1 thread and at all of torch's threads and keeps
 the faster, again at every epoch (the load changes; see `repro.train`).
 
-The decisions are pure functions of the timings (`choose_precision`, `choose_threads`), tested
-on made-up numbers; only `time_products` touches the clock.
+The decisions are pure functions of the timings (`choose_by_updates`, `choose_precision`,
+`choose_threads`), tested on made-up numbers.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -189,21 +195,57 @@ def cache_path() -> Path:
 def cached_timings(products: list[Product], timer=None) -> dict[str, dict]:
     """`timer(products)` (default `time_products`) for the products this machine (`machine_key`)
     has not timed yet; the rest from the cache file, which gains the new ones."""
-    path = cache_path()
-    try:
-        cache = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_cache()
     section = cache.setdefault(machine_key(), {})
     missing = [p for p in products if p.key not in section]
     if missing:
         for key, value in (timer or time_products)(missing).items():
             section[key] = {**value, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f"{path.name}.{os.getpid()}.part")
-        part.write_text(json.dumps(cache, indent=1, sort_keys=True))
-        os.replace(part, path)    # concurrent runs: each file whole, the last one kept
+        _write_cache(cache)
     return {p.key: section[p.key] for p in products}
+
+
+@dataclass(frozen=True)
+class UpdateTimer:
+    """Whole training updates to time: `run()` gives {"fp32_s", "bf16_s"} (seconds per update)
+    for the run whose config hash (seed and threads aside) is `key`."""
+
+    key: str
+    run: Callable[[], dict]
+
+
+def cached_update_timing(timer: UpdateTimer) -> dict:
+    """`timer.run()` once per machine, torch version and config; then from the cache file."""
+    cache = _read_cache()
+    section = cache.setdefault(machine_key(), {})
+    key = f"updates {timer.key}"
+    if key not in section:
+        section[key] = {**timer.run(), "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        _write_cache(cache)
+    return section[key]
+
+
+def choose_by_updates(timing: dict, threshold: float = BF16_MIN_SPEEDUP) -> Choice:
+    """bf16 where a whole update under it takes at most 1/`threshold` of its fp32 time."""
+    speedup = timing["fp32_s"] / timing["bf16_s"]
+    verdict = "bf16" if speedup >= threshold else "fp32"
+    return Choice(verdict, f"bf16 updates {speedup:.2f}x fp32 here (this model's own training "
+                           f"updates, timed; bf16 needs {threshold}x)", round(speedup, 3))
+
+
+def _read_cache() -> dict:
+    try:
+        return json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(cache: dict) -> None:
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    part.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    os.replace(part, path)    # concurrent runs: each file whole, the last one kept
 
 
 def forced_precision() -> str | None:
@@ -218,12 +260,14 @@ def native_bf16(device: torch.device) -> bool:
     return torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def resolve(setting: str, device: torch.device, products: list[Product] | None) -> Choice:
+def resolve(setting: str, device: torch.device, products: list[Product] | None = None,
+            updates: UpdateTimer | None = None) -> Choice:
     """The precision a run uses for `setting` ("auto", "fp32" or "bf16"; see
     `repro.config.precision_setting`). `auto`: fp32 where bf16 is not native; bf16 on a CUDA
-    device that supports it; on a CPU, `choose_precision` over the cached timings of `products`.
-    The environment variable REPRO_PRECISION (fp32 or bf16) fixes what `auto` means on a machine
-    without timing it."""
+    device that supports it; on a CPU, `choose_by_updates` over the cached timing of whole
+    `updates` (training), else `choose_precision` over the cached timings of `products`
+    (evaluation). The environment variable REPRO_PRECISION (fp32 or bf16) fixes what `auto`
+    means on a machine without timing it."""
     if setting != "auto":
         return Choice(setting, f"{setting} as configured")
     if forced_precision():
@@ -233,6 +277,8 @@ def resolve(setting: str, device: torch.device, products: list[Product] | None) 
         return Choice("fp32", f"no native bf16 ({where})")
     if device.type == "cuda":
         return Choice("bf16", f"CUDA device {torch.cuda.get_device_name(device)} supports bf16")
+    if updates is not None:
+        return choose_by_updates(cached_update_timing(updates))
     if not products:
         return Choice("fp32", "no matrix product to time")
     return choose_precision(cached_timings(products), products)

@@ -25,8 +25,8 @@ record lists each such change under `train.recoveries`. Precision is a resource,
 thread count: any resume may change it, and the history says which ran each epoch.
 
 Speed on the machine at hand: `train.precision=auto` runs bf16 autocast (softmax and losses in
-fp32) where this machine's bf16 products at the model's shapes are at least 1.3x fp32's
-(`repro.precision`, timed once per machine and torch version, cached), and `train.threads`
+fp32) where a few updates of a copy of the model run at least 1.3x faster in bf16 than in
+fp32 (`choose_train_precision`; timed once per machine, torch version and config, cached), and `train.threads`
 unset (auto) runs each epoch at the faster of 1 thread and all of torch's threads, timed on the
 epoch's first updates (`ThreadChoice`). Either one set explicitly is obeyed. The record
 (`train.precision`; each history entry's `precision`, `threads` and probe rates) and the MLflow
@@ -36,6 +36,8 @@ and why.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import itertools
 import json
 import math
@@ -52,7 +54,7 @@ from repro.averaging import averaged, make_average
 from repro.checkpoints import (DIVERGED_MARKER, DeadlineReached, RUNS_DIR, TrainError,
                                load_checkpoint, pick_device, raise_keyboard_interrupt, rng_state,
                                run_dir_for, run_dir_lock, run_owner, save_atomic, set_rng_state)
-from repro.config import RunConfig, flatten, precision_setting, recovery_changes, validate
+from repro.config import RunConfig, config_hash, flatten, precision_setting, recovery_changes, validate
 from repro.data import load_corpus
 from repro.data.sources import DataError
 from repro.evaluate import applicable_metrics, evaluate_corpus, require_bf16_support
@@ -67,6 +69,9 @@ from repro.tracking import Tracker
 # Per-epoch validation tracks the bound, KL and active units; MI is left to the test evaluation
 # because its pool scan inverts flow posteriors for every pair (minutes per epoch for IAF).
 VALIDATION_METRICS = ("elbo", "kl", "au")
+# Training batches a precision is timed on under `train.precision=auto` (twice each, after one
+# untimed update): enough to average a few batch lengths, few enough to cost seconds.
+PRECISION_PROBE = 3
 # A validation objective this many times its best so far is a blow-up, not noise: across the 196
 # records of December 2026 the largest ratio was 1.10, except a depth-8 IAF run that reached 27.6
 # and spent its last 14 epochs recovering (Kingma 2016, commit 5b2bab5).
@@ -162,7 +167,7 @@ def _train(cfg: RunConfig, run_dir: Path, records_root: Path | None, resume: boo
     threads = ThreadChoice(cfg.train.threads, device)
     corpus, variant, model, optimizer, average = _build(cfg, run_dir, resume, device)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    train_precision = _train_precision(cfg, model, corpus, device)
+    train_precision = choose_train_precision(cfg, model, corpus, device)
     state, partial_epoch = _restore(cfg, run_dir, resume, finish_diverged, model, optimizer, average,
                                     variant, device)
     _note_commit(state, commit)
@@ -550,7 +555,7 @@ def time_updates(cfg: RunConfig, updates: int) -> UpdateTiming:
         corpus.split("train")
         model = get_paper(cfg.paper).variant(cfg.variant).build(cfg, corpus).to(device)
         optimizer = build_optimizer(cfg, model)
-        choice = _train_precision(cfg, model, corpus, device)
+        choice = choose_train_precision(cfg, model, corpus, device)
         per_epoch = sum(1 for _ in corpus.batches("train", cfg.data.batch_size, shuffle=True,
                                                   seed=cfg.seed, epoch=0))
         updater = Updater(model, optimizer, cfg.optim.grad_clip, device, choice.precision == "bf16",
@@ -693,15 +698,49 @@ def _recover(run_dir: Path, cfg: RunConfig, optimizer, state: dict, changes: dic
         {"after_epoch": state["epoch"], "changed": changes, "reason": reason})
 
 
-def _train_precision(cfg: RunConfig, model, corpus, device) -> precision_mod.Choice:
-    """The precision the updates run in (`repro.precision.resolve`), timed at the products of
-    a typical training batch of `model`."""
-    products = None
+def choose_train_precision(cfg: RunConfig, model, corpus, device) -> precision_mod.Choice:
+    """The precision the updates run in (`repro.precision.resolve`): under auto, timed on whole
+    updates of a copy of `model` (`_time_update_precisions`), once per machine and config."""
+    updates = None
     if precision_setting(cfg.train) == "auto" and "train" in getattr(corpus, "splits", {}):
-        rows, size, steps = precision_mod.typical_batch(
-            corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed))
-        products = precision_mod.model_products(model, rows, size, steps)
-    return precision_mod.resolve(precision_setting(cfg.train), device, products)
+        key = config_hash({**cfg.to_dict(), "seed": 0})
+        updates = precision_mod.UpdateTimer(key, functools.partial(
+            _time_update_precisions, cfg, model, corpus, device))
+    return precision_mod.resolve(precision_setting(cfg.train), device, updates=updates)
+
+
+def _time_update_precisions(cfg: RunConfig, model, corpus, device) -> dict:
+    """Seconds per update at fp32 and at bf16 autocast, for a copy of `model` with its own
+    optimiser on the first `PRECISION_PROBE` training batches: after one untimed update at each,
+    those batches at each in fp32, bf16, bf16, fp32 order (a load that drifts biases neither),
+    the faster pass of each kept. One thread, as `repro.precision.time_products`: the thread count
+    is chosen apart. The run's random stream is left as it was."""
+    threads = torch.get_num_threads()
+    cuda = [device] if device.type == "cuda" else []
+    try:
+        torch.set_num_threads(1)
+        with torch.random.fork_rng(devices=cuda):
+            trial = copy.deepcopy(model)
+            optimizer = build_optimizer(cfg, trial)
+            batches = [b.to(device) for b in itertools.islice(corpus.batches(
+                "train", cfg.data.batch_size, shuffle=True, seed=cfg.seed, epoch=0), PRECISION_PROBE)]
+            updaters = {name: Updater(trial, optimizer, cfg.optim.grad_clip, device, name == "bf16",
+                                      RandomBatches(corpus, cfg.data.batch_size, cfg.seed, 0))
+                        for name in ("fp32", "bf16")}
+            trial.train()
+            for name in ("fp32", "bf16"):     # first calls build oneDNN primitives: not timed
+                trial.train_step(batches[0], 0, updaters[name])
+            seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
+            for name in ("fp32", "bf16", "bf16", "fp32"):
+                started = time.perf_counter()
+                for step, batch in enumerate(batches):
+                    trial.train_step(batch, step, updaters[name])
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds[name].append((time.perf_counter() - started) / len(batches))
+    finally:
+        torch.set_num_threads(threads)
+    return {"fp32_s": min(seconds["fp32"]), "bf16_s": min(seconds["bf16"])}
 
 
 class ThreadChoice:

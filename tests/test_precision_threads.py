@@ -42,6 +42,47 @@ def test_products_count_by_their_calls_per_step():
     assert mixed.speedup == pytest.approx(26 / (1 / 3 + 25 / 0.57), abs=1e-3)
 
 
+def test_training_takes_bf16_only_where_whole_updates_reach_the_threshold():
+    fast = precision.choose_by_updates({"fp32_s": 0.2, "bf16_s": 0.1})
+    assert (fast.precision, fast.speedup) == ("bf16", 2.0) and "updates 2.00x" in fast.reason
+    # the MNIST conv VAEs on an AMD EPYC: products 1.70x, whole updates 1.08-1.25x
+    assert precision.choose_by_updates({"fp32_s": 0.242, "bf16_s": 0.223}).precision == "fp32"
+    assert precision.choose_by_updates({"fp32_s": 0.13, "bf16_s": 0.1}).precision == "bf16"
+
+
+def test_update_timings_are_measured_once_per_config_and_then_read_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("REPRO_PRECISION", raising=False)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    runs = []
+
+    def timer(key, ratio):
+        return precision.UpdateTimer(key, lambda: runs.append(key) or {"fp32_s": ratio, "bf16_s": 1.0})
+
+    cpu = torch.device("cpu")
+    assert precision.resolve("auto", cpu, updates=timer("a", 2.0)).precision == "bf16"
+    assert precision.resolve("auto", cpu, updates=timer("a", 0.5)).precision == "bf16"   # cached
+    assert precision.resolve("auto", cpu, updates=timer("b", 1.1)).precision == "fp32"
+    assert runs == ["a", "b"]
+    (section,) = json.loads((tmp_path / precision.CACHE_FILE).read_text()).values()
+    assert section["updates a"]["fp32_s"] == 2.0
+
+
+def test_timing_updates_leaves_the_run_its_model_and_random_stream(monkeypatch):
+    """The timed updates train a copy, outside the global RNG: a run that times (cache empty)
+    and one that reads the cache train the same numbers."""
+    from repro.data import load_corpus
+    cfg = _cfg()
+    corpus = load_corpus(cfg.data)
+    model = resolve("bowman2016", "vae-anneal-worddrop", "smoke")[0].build(cfg, corpus)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    timing = train_mod._time_update_precisions(cfg, model, corpus, torch.device("cpu"))
+    assert timing["fp32_s"] > 0 and timing["bf16_s"] > 0
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_the_faster_thread_count_wins_and_a_tie_goes_to_fewer():
     assert precision.choose_threads({1: 5_000.0, 2: 8_000.0}) == 2
     assert precision.choose_threads({1: 38_000.0, 2: 10_500.0}) == 1
@@ -124,13 +165,15 @@ def _fake_speedup(ratio):
 def test_a_run_records_and_logs_the_precision_it_chose_and_why(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("REPRO_PRECISION", raising=False)
-    monkeypatch.setattr(precision, "time_products", _fake_speedup(2.0))
+    monkeypatch.setattr(train_mod, "_time_update_precisions",
+                        lambda *args: {"fp32_s": 2e-3, "bf16_s": 1e-3})
+    monkeypatch.setattr(precision, "time_products", _fake_speedup(2.0))    # evaluation's
     result = train_mod.train(_cfg("train.epochs=2", "eval.iw_samples=4",
                                   "eval.iw_chunk=2"), runs_root=tmp_path, records_root=None,
                              progress=False)
     chosen = result.record["train"]["precision"]
     assert chosen["precision"] == "bf16" and chosen["speedup"] == 2.0
-    assert "2.00x" in chosen["reason"]
+    assert chosen["reason"].startswith("bf16 updates 2.00x fp32 here")
     assert [entry["precision"] for entry in result.history] == ["bf16", "bf16"]
     # evaluation: bf16 only after the numerics check on this model, whose outcome it states
     assert "bf16 moved IW-NLL" in result.record["eval"]["precision_reason"]
@@ -144,6 +187,7 @@ def test_a_run_records_and_logs_the_precision_it_chose_and_why(tmp_path, monkeyp
 def test_explicit_fp32_and_one_thread_are_obeyed(tmp_path, monkeypatch):
     monkeypatch.delenv("REPRO_PRECISION", raising=False)
     monkeypatch.setattr(precision, "time_products", lambda products: pytest.fail("timed"))
+    monkeypatch.setattr(train_mod, "_time_update_precisions", lambda *args: pytest.fail("timed"))
     torch.set_num_threads(2)
     try:
         result = train_mod.train(_cfg("train.epochs=2", "data.train_fraction=0.003", "train.threads=1",
