@@ -560,18 +560,10 @@ def time_updates(cfg: RunConfig, updates: int) -> UpdateTiming:
                                                   seed=cfg.seed, epoch=0))
         updater = Updater(model, optimizer, cfg.optim.grad_clip, device, choice.precision == "bf16",
                           RandomBatches(corpus, cfg.data.batch_size, cfg.seed, 0))
-        batches = itertools.cycle(itertools.islice(
-            corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed, epoch=0),
-            updates + 1))
+        batches = _first_batches(cfg, corpus, device, updates)
         model.train()
-        started = 0.0
-        for step in range(updates + 1):
-            if step == 1:
-                started = time.perf_counter()
-            model.train_step(next(batches).to(device), step, updater)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = (time.perf_counter() - started) / updates
+        model.train_step(batches[0], 0, updater)
+        seconds = _seconds_per_update(model, updater, batches, device)
     finally:
         torch.set_num_threads(threads_before)
     planned = per_epoch * cfg.train.epochs
@@ -722,8 +714,7 @@ def _time_update_precisions(cfg: RunConfig, model, corpus, device) -> dict:
         with torch.random.fork_rng(devices=cuda):
             trial = copy.deepcopy(model)
             optimizer = build_optimizer(cfg, trial)
-            batches = [b.to(device) for b in itertools.islice(corpus.batches(
-                "train", cfg.data.batch_size, shuffle=True, seed=cfg.seed, epoch=0), PRECISION_PROBE)]
+            batches = _first_batches(cfg, corpus, device, PRECISION_PROBE)
             updaters = {name: Updater(trial, optimizer, cfg.optim.grad_clip, device, name == "bf16",
                                       RandomBatches(corpus, cfg.data.batch_size, cfg.seed, 0))
                         for name in ("fp32", "bf16")}
@@ -732,15 +723,25 @@ def _time_update_precisions(cfg: RunConfig, model, corpus, device) -> dict:
                 trial.train_step(batches[0], 0, updaters[name])
             seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
             for name in ("fp32", "bf16", "bf16", "fp32"):
-                started = time.perf_counter()
-                for step, batch in enumerate(batches):
-                    trial.train_step(batch, step, updaters[name])
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                seconds[name].append((time.perf_counter() - started) / len(batches))
+                seconds[name].append(_seconds_per_update(trial, updaters[name], batches, device))
     finally:
         torch.set_num_threads(threads)
     return {"fp32_s": min(seconds["fp32"]), "bf16_s": min(seconds["bf16"])}
+
+
+def _first_batches(cfg: RunConfig, corpus, device, count: int) -> list:
+    """The first `count` training batches of epoch 0 on `device`, the epoch repeated if short."""
+    epoch = corpus.batches("train", cfg.data.batch_size, shuffle=True, seed=cfg.seed, epoch=0)
+    return [batch.to(device) for batch in itertools.islice(itertools.cycle(epoch), count)]
+
+
+def _seconds_per_update(model, updater: "Updater", batches: list, device) -> float:
+    started = time.perf_counter()
+    for step, batch in enumerate(batches):
+        model.train_step(batch, step, updater)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - started) / len(batches)
 
 
 class ThreadChoice:
