@@ -125,8 +125,8 @@ class EvalConfig:
     mc_samples: int = bounded(100, lo=1)             # MC draws for non-Gaussian KL and posterior means
     max_examples: int | None = bounded(None, lo=1)   # evaluate a prefix only (reduced runs)
     mi_au_whole_split: bool = False                  # MI and AU on the whole split even so
-    # auto: fp32 unless bf16 products are 1.3x faster here and bf16 moves the run's own IW-NLL
-    # on a prefix of the split by under 0.1% (checked before the test evaluation).
+    # auto: fp32 unless bf16 evaluates a prefix of the split 1.3x faster here and moves the
+    # run's own IW-NLL on it by under 0.1% (both checked before the test evaluation).
     precision: str = bounded("auto", choices=("auto", "fp32", "bf16"))
     bf16: bool | None = None                         # alias, as train.bf16
 

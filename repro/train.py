@@ -705,8 +705,9 @@ def _time_update_precisions(cfg: RunConfig, model, corpus, device) -> dict:
     """Seconds per update at fp32 and at bf16 autocast, for a copy of `model` with its own
     optimiser on the first `PRECISION_PROBE` training batches: after one untimed update at each,
     those batches at each in fp32, bf16, bf16, fp32 order (a load that drifts biases neither),
-    the faster pass of each kept. One thread, as `repro.precision.time_products`: the thread count
-    is chosen apart. The run's random stream is left as it was."""
+    the faster pass of each kept. One thread: the thread count is chosen apart (`ThreadChoice`),
+    and with more, a loaded machine times OpenMP's waits rather than the arithmetic. The run's
+    random stream is left as it was."""
     threads = torch.get_num_threads()
     cuda = [device] if device.type == "cuda" else []
     try:

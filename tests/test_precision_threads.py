@@ -15,33 +15,6 @@ from repro import train as train_mod
 from repro.config import ConfigError, apply_overrides, experiment_identity, precision_setting
 from repro.registry import resolve
 
-PROJECTION = precision.Product("largest linear", 800, 192, 10002)
-LSTM_GATES = precision.Product("LSTM layer 0 gates", 32, 544, 764, calls=25)
-
-
-def _timings(**ratios):
-    """Made-up seconds per product: fp32 1 ms, bf16 faster by the given ratio."""
-    products = {"projection": PROJECTION, "lstm": LSTM_GATES}
-    return {products[name].key: {"fp32_s": 1e-3, "bf16_s": 1e-3 / ratio} for name, ratio in ratios.items()}
-
-
-def test_bf16_is_chosen_only_at_the_threshold_speedup():
-    both = [PROJECTION, LSTM_GATES]
-    fast = precision.choose_precision(_timings(projection=2.0, lstm=2.0), both)
-    assert (fast.precision, fast.speedup) == ("bf16", 2.0)
-    assert "2.00x" in fast.reason
-    slow = precision.choose_precision(_timings(projection=1.29, lstm=1.29), both)
-    assert slow.precision == "fp32" and slow.speedup == 1.29
-    assert precision.choose_precision(_timings(projection=1.3, lstm=1.3), both).precision == "bf16"
-
-
-def test_products_count_by_their_calls_per_step():
-    # the projection alone would favour bf16; the LSTM's 25 calls per step at 0.57x outweigh it
-    mixed = precision.choose_precision(_timings(projection=3.0, lstm=0.57), [PROJECTION, LSTM_GATES])
-    assert mixed.precision == "fp32"
-    assert mixed.speedup == pytest.approx(26 / (1 / 3 + 25 / 0.57), abs=1e-3)
-
-
 def test_training_takes_bf16_only_where_whole_updates_reach_the_threshold():
     fast = precision.choose_by_updates({"fp32_s": 0.2, "bf16_s": 0.1})
     assert (fast.precision, fast.speedup) == ("bf16", 2.0) and "updates 2.00x" in fast.reason
@@ -89,36 +62,16 @@ def test_the_faster_thread_count_wins_and_a_tie_goes_to_fewer():
     assert precision.choose_threads({2: 7_000.0, 1: 7_000.0}) == 1
 
 
-def test_timings_are_measured_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path))
-    timed = []
-
-    def fake_timer(products):
-        timed.append([p.key for p in products])
-        return {p.key: {"fp32_s": 2e-3, "bf16_s": 1e-3} for p in products}
-
-    first = precision.cached_timings([PROJECTION, LSTM_GATES], timer=fake_timer)
-    again = precision.cached_timings([PROJECTION, LSTM_GATES], timer=fake_timer)
-    assert timed == [[PROJECTION.key, LSTM_GATES.key]]
-    assert first == again and again[PROJECTION.key]["bf16_s"] == 1e-3
-    stored = json.loads((tmp_path / precision.CACHE_FILE).read_text())
-    (machine,) = stored
-    assert torch.__version__ in machine and precision.cpu_model() in machine
-    # a new shape is timed alone; the known ones stay cached
-    other = precision.Product("largest linear", 64, 32, 100)
-    precision.cached_timings([PROJECTION, other], timer=fake_timer)
-    assert timed[1:] == [[other.key]]
-
-
 def test_auto_needs_native_bf16_and_an_explicit_setting_times_nothing(monkeypatch):
     monkeypatch.delenv("REPRO_PRECISION", raising=False)
-    monkeypatch.setattr(precision, "cached_timings", lambda *a, **k: pytest.fail("timed"))
-    assert precision.resolve("fp32", torch.device("cpu"), [PROJECTION]).precision == "fp32"
-    assert precision.resolve("bf16", torch.device("cpu"), [PROJECTION]).precision == "bf16"
+    never = precision.UpdateTimer("k", lambda: pytest.fail("timed"))
+    cpu = torch.device("cpu")
+    assert precision.resolve("fp32", cpu, updates=never).precision == "fp32"
+    assert precision.resolve("bf16", cpu, updates=never).precision == "bf16"
     monkeypatch.setattr(precision, "native_bf16", lambda device: False)
-    assert precision.resolve("auto", torch.device("cpu"), [PROJECTION]).precision == "fp32"
+    assert precision.resolve("auto", cpu, updates=never).precision == "fp32"
     monkeypatch.setenv("REPRO_PRECISION", "bf16")
-    assert precision.resolve("auto", torch.device("cpu"), [PROJECTION]).reason.startswith("REPRO_PRECISION")
+    assert precision.resolve("auto", cpu, updates=never).reason.startswith("REPRO_PRECISION")
 
 
 def _cfg(*overrides):
@@ -157,17 +110,12 @@ def test_records_from_before_precision_name_the_same_experiment():
     assert experiment_identity(old) == experiment_identity(_cfg("train.precision=bf16").to_dict())
 
 
-def _fake_speedup(ratio):
-    return lambda products: {p.key: {"fp32_s": 1e-3, "bf16_s": 1e-3 / ratio} for p in products}
-
-
 @pytest.mark.needs_cpu_bf16
 def test_a_run_records_and_logs_the_precision_it_chose_and_why(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("REPRO_PRECISION", raising=False)
     monkeypatch.setattr(train_mod, "_time_update_precisions",
                         lambda *args: {"fp32_s": 2e-3, "bf16_s": 1e-3})
-    monkeypatch.setattr(precision, "time_products", _fake_speedup(2.0))    # evaluation's
     result = train_mod.train(_cfg("train.epochs=2", "eval.iw_samples=4",
                                   "eval.iw_chunk=2"), runs_root=tmp_path, records_root=None,
                              progress=False)
@@ -186,7 +134,6 @@ def test_a_run_records_and_logs_the_precision_it_chose_and_why(tmp_path, monkeyp
 
 def test_explicit_fp32_and_one_thread_are_obeyed(tmp_path, monkeypatch):
     monkeypatch.delenv("REPRO_PRECISION", raising=False)
-    monkeypatch.setattr(precision, "time_products", lambda products: pytest.fail("timed"))
     monkeypatch.setattr(train_mod, "_time_update_precisions", lambda *args: pytest.fail("timed"))
     torch.set_num_threads(2)
     try:
@@ -221,14 +168,24 @@ def test_auto_threads_time_both_counts_each_epoch_and_keep_the_faster(tmp_path, 
         assert entry["threads"] == precision.choose_threads(rates)
 
 
-class _FakeResult:
-    def __init__(self, nll):
-        self.metrics = {"nll": nll}
+@pytest.mark.parametrize("bf16_s, bf16_nll, expected", [
+    (0.5, 100.05, "bf16"),     # 2x faster, moved 0.05%
+    (0.5, 100.2, "fp32"),      # 2x faster, moved 0.2%
+    (0.8, 100.0, "fp32"),      # 1.25x faster: not worth its coarser sums
+])
+def test_auto_evaluation_takes_bf16_only_if_its_own_check_is_faster_and_moves_the_nll_under_a_tenth_percent(
+        bf16_s, bf16_nll, expected):
+    from repro.evaluate import choose_eval_precision
+    checks = {"fp32": {"nll": 100.0, "seconds": 1.0}, "bf16": {"nll": bf16_nll, "seconds": bf16_s}}
+    choice = choose_eval_precision(checks, torch.device("cpu"), "IW-NLL (K=50) on the first 32 test examples")
+    assert choice.precision == expected and choice.speedup == pytest.approx(1 / bf16_s)
+    assert f"by {abs(bf16_nll / 100 - 1):.4%}" in choice.reason
+    assert f"bf16 evaluation {1 / bf16_s:.2f}x fp32 here" in choice.reason
 
 
-@pytest.mark.parametrize("bf16_nll, expected", [(100.05, "bf16"), (100.2, "fp32")])
-def test_auto_evaluation_uses_bf16_only_if_it_moves_the_runs_nll_by_under_a_tenth_percent(
-        monkeypatch, bf16_nll, expected):
+def test_auto_evaluation_times_and_checks_its_own_evaluations(monkeypatch):
+    """The check evaluates the split's head at each precision twice (fp32, bf16, bf16, fp32)
+    and decides from the faster pass of each."""
     from repro import evaluate as evaluate_mod
     from repro.data import load_corpus
     cfg = _cfg()
@@ -236,13 +193,23 @@ def test_auto_evaluation_uses_bf16_only_if_it_moves_the_runs_nll_by_under_a_tent
     model = resolve("bowman2016", "vae-anneal-worddrop", "smoke")[0].build(cfg, corpus)
     monkeypatch.delenv("REPRO_PRECISION", raising=False)
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
-    monkeypatch.setattr(precision, "cached_timings", lambda products: _fake_speedup(2.0)(products))
-    # the check's two evaluations, fp32 then bf16, with made-up test NLLs
-    monkeypatch.setattr(evaluate_mod, "evaluate",
-                        lambda *a, bf16, **k: _FakeResult(bf16_nll if bf16 else 100.0))
+    passes = []
+
+    class Result:
+        def __init__(self, nll):
+            self.metrics = {"nll": nll}
+
+    def fake_evaluate(model, batches, metrics, *, bf16, iw_samples, **kwargs):
+        passes.append((bf16, iw_samples, sum(b.size for b in batches)))
+        return Result(100.05 if bf16 else 100.0)
+
+    monkeypatch.setattr(evaluate_mod, "evaluate", fake_evaluate)
     choice = evaluate_mod.eval_precision(model, corpus, cfg.eval, torch.device("cpu"))
-    assert choice.precision == expected and choice.speedup == 2.0
-    assert f"by {abs(bf16_nll / 100 - 1):.4%}" in choice.reason
+    head = min(evaluate_mod.CHECK_EXAMPLES, len(corpus.split(cfg.eval.split)))
+    samples = min(cfg.eval.iw_samples, evaluate_mod.CHECK_SAMPLES)
+    assert passes == [(False, samples, head), (True, samples, head), (True, samples, head),
+                      (False, samples, head)]
+    assert "bf16 moved IW-NLL" in choice.reason and "0.0500%" in choice.reason
 
 
 @pytest.mark.needs_cpu_bf16
@@ -255,6 +222,5 @@ def test_auto_evaluation_falls_back_to_fp32_for_a_model_that_cannot_evaluate_in_
     corpus = load_corpus(cfg.data)
     model = var.build(cfg, corpus)
     monkeypatch.delenv("REPRO_PRECISION", raising=False)
-    monkeypatch.setattr(precision, "cached_timings", lambda products: _fake_speedup(2.0)(products))
     choice = evaluate_mod.eval_precision(model, corpus, cfg.eval, torch.device("cpu"))
     assert choice.precision == "fp32" and "bf16 evaluation fails for this model" in choice.reason
